@@ -1,0 +1,3 @@
+from softmaxlab.cli import main
+
+raise SystemExit(main())

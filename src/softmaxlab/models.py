@@ -1,0 +1,114 @@
+"""Softmax regression two ways: the chapter's from-scratch model and the concise nn.Module.
+
+Both compute the scores (logits) ``o = X.reshape(-1, D) @ W + b`` and start from the same draw
+``W ~ N(0, sigma)`` of shape (D, C), ``b = 0``, so the same seed gives the same start. The concise
+model stores ``W`` transposed, as ``nn.Linear`` does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import functional as F
+
+SIGMA = 0.01  # std of the initial weights, as in the chapter
+
+
+def init_params(
+    num_inputs: int, num_outputs: int, seed: int = 0, sigma: float = SIGMA
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chapter's start: W (D, C) ~ N(0, sigma) from a generator seeded ``seed``, b (C,) = 0."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.normal(0.0, sigma, size=(num_inputs, num_outputs), generator=g)
+    b = torch.zeros(num_outputs)
+    return W, b
+
+
+class ScratchSoftmaxRegression:
+    """The from-scratch model: two tensors and a matmul, with its backward pass written out.
+
+    ``model(X)`` gives the logits (N, C); ``model.probabilities(X)`` the stable softmax of them
+    (the naive one with ``naive=True``, as the chapter writes it).
+    """
+
+    def __init__(self, W: torch.Tensor, b: torch.Tensor) -> None:
+        if W.ndim != 2 or b.shape != (W.shape[1],):
+            raise ValueError(f"W must be (D, C) and b (C,), got {tuple(W.shape)} and {tuple(b.shape)}")
+        self.W = W.detach().clone().requires_grad_(True)
+        self.b = b.detach().clone().requires_grad_(True)
+
+    @classmethod
+    def create(cls, num_inputs: int, num_outputs: int, seed: int = 0) -> ScratchSoftmaxRegression:
+        return cls(*init_params(num_inputs, num_outputs, seed))
+
+    @property
+    def num_inputs(self) -> int:
+        return self.W.shape[0]
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.W, self.b]
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        """X (N, ...) with D features -> logits (N, C)."""
+        return torch.addmm(self.b, X.reshape(-1, self.num_inputs), self.W)
+
+    def probabilities(self, X: torch.Tensor, naive: bool = False) -> torch.Tensor:
+        """X -> softmax of the logits (N, C); ``naive`` uses the chapter's overflowing form."""
+        o = self(X)
+        return F.naive_softmax(o) if naive else F.softmax(o)
+
+    def backward(self, X: torch.Tensor, dscores: torch.Tensor, scale: float = 1.0) -> None:
+        """Set W.grad, b.grad to ``scale`` times the gradient of sum(dscores * scores).
+
+        X (N, D...), dscores (N, C) = d loss / d scores per example. ``scale=1`` gives the gradient
+        of the summed loss (the chapter's ``l.sum().backward()``), ``1/N`` of the mean.
+        """
+        X2 = X.reshape(-1, self.num_inputs)
+        gW = torch.mm(X2.t(), dscores)
+        gb = dscores.sum(0)
+        if scale != 1.0:
+            gW.mul_(scale)
+            gb.mul_(scale)
+        self.W.grad, self.b.grad = gW, gb
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"W": self.W.detach(), "b": self.b.detach()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            self.W.copy_(state["W"])
+            self.b.copy_(state["b"])
+
+    def train(self, mode: bool = True) -> ScratchSoftmaxRegression:
+        return self
+
+    def eval(self) -> ScratchSoftmaxRegression:
+        return self
+
+
+def concise_model(W: torch.Tensor, b: torch.Tensor) -> nn.Sequential:
+    """``nn.Sequential(nn.Flatten(), nn.Linear(D, C))`` holding ``W.T`` and ``b``."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(W.shape[0], W.shape[1]))
+    with torch.no_grad():
+        net[1].weight.copy_(W.t())
+        net[1].bias.copy_(b)
+    return net
+
+
+def create_model(impl: str, num_inputs: int, num_outputs: int, seed: int = 0):
+    """A fresh model of ``impl`` ("scratch" or "concise") from the seeded start."""
+    W, b = init_params(num_inputs, num_outputs, seed)
+    if impl == "scratch":
+        return ScratchSoftmaxRegression(W, b)
+    if impl == "concise":
+        return concise_model(W, b)
+    raise ValueError(f"unknown impl {impl!r}; choose scratch or concise")
+
+
+def weights(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (W (D, C), b (C,)) of either model, detached (W is a view for the concise model)."""
+    if isinstance(model, ScratchSoftmaxRegression):
+        return model.W.detach(), model.b.detach()
+    linear = model[1]
+    return linear.weight.detach().t(), linear.bias.detach()

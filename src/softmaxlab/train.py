@@ -1,0 +1,177 @@
+"""Training: accuracy, evaluation, one epoch, and the loop that returns a history.
+
+One epoch takes either a ``torch.optim.Optimizer`` (gradient of the batch's mean loss, then
+``step()``) or a custom updater callable ``updater(batch_size)`` (gradient of the summed loss;
+the updater divides by the batch size), the chapter's two paths. The from-scratch model gets its
+gradients from the loss's ``_grad`` twin (``softmaxlab.functional``) instead of autograd.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import functional as F
+from .models import ScratchSoftmaxRegression
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+Updater = torch.optim.Optimizer | Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A classification loss on scores: per-example value and its gradient w.r.t. the scores."""
+
+    name: str
+    value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, C), (N,) -> (N,)
+    grad: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, C), (N,) -> (N, C)
+    default_lr: float
+    help: str
+
+
+LOSSES = {
+    "ce": Loss(
+        "ce",
+        lambda o, y: F.cross_entropy(o, y, reduction="none"),
+        F.cross_entropy_grad,
+        0.1,
+        "cross-entropy of softmax(o), the chapter's loss",
+    ),
+    "mse": Loss(
+        "mse",
+        lambda o, y: F.onehot_mse(o, y, reduction="none"),
+        F.onehot_mse_grad,
+        0.01,
+        "squared loss ½‖o − onehot(y)‖² on the raw scores o, summed over classes, "
+        "averaged over the batch; predicts argmax o",
+    ),
+}
+
+
+def get_loss(name: str) -> Loss:
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
+
+
+def sgd(params: Sequence[torch.Tensor], lr: float, batch_size: int) -> None:
+    """The chapter's minibatch SGD: p -= lr * p.grad / batch_size, then zero the gradient."""
+    with torch.no_grad():
+        for param in params:
+            param -= lr * param.grad / batch_size
+            param.grad.zero_()
+
+
+def accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
+    """The number of correct predictions (a count, as in the chapter). y_hat (N, C) or (N,)."""
+    if y_hat.ndim > 1 and y_hat.shape[1] > 1:
+        y_hat = y_hat.argmax(dim=1)
+    cmp = y_hat.type(y.dtype) == y
+    return float(cmp.type(y.dtype).sum())
+
+
+def predict_scores(model, X: torch.Tensor) -> torch.Tensor:
+    """Scores (N, C) of ``model`` on a batch, without building a graph."""
+    with torch.no_grad():
+        return model(X)
+
+
+def evaluate_accuracy(model, batches: Batches) -> float:
+    """Fraction of correct predictions of ``model`` over ``batches``."""
+    if isinstance(model, nn.Module):
+        model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for X, y in batches:
+            correct += int((model(X).argmax(1) == y).sum())
+            total += y.numel()
+    return correct / max(total, 1)
+
+
+class Accumulator:
+    """n running sums: ``add(*values)``, ``reset()``, ``acc[i]``."""
+
+    def __init__(self, n: int) -> None:
+        self.data = [0.0] * n
+
+    def add(self, *args: float) -> None:
+        self.data = [a + float(b) for a, b in zip(self.data, args)]
+
+    def reset(self) -> None:
+        self.data = [0.0] * len(self.data)
+
+    def __getitem__(self, idx: int) -> float:
+        return self.data[idx]
+
+
+def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[float, float]:
+    """One pass over ``batches``; returns (mean training loss, training accuracy)."""
+    if isinstance(model, nn.Module):
+        model.train()
+    is_optimizer = isinstance(updater, torch.optim.Optimizer)
+    scratch = isinstance(model, ScratchSoftmaxRegression)
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    correct = torch.zeros((), dtype=torch.int64)
+    n = 0
+    for X, y in batches:
+        if scratch:
+            with torch.no_grad():
+                o = model(X)
+                l = loss.value(o, y)
+                model.backward(X, loss.grad(o, y), scale=1.0 / len(y) if is_optimizer else 1.0)
+        else:
+            o = model(X)
+            l = loss.value(o, y)
+            if is_optimizer:
+                updater.zero_grad()
+                l.mean().backward()
+            else:
+                l.sum().backward()
+        if is_optimizer:
+            updater.step()
+        else:
+            updater(len(y))
+        with torch.no_grad():
+            loss_sum += l.detach().sum()
+            correct += (o.detach().argmax(1) == y).sum()
+        n += len(y)
+    return float(loss_sum) / n, int(correct) / n
+
+
+def fit(
+    model,
+    train_batches: Callable[[int], Batches],
+    test_batches: Callable[[], Batches],
+    loss: Loss,
+    updater: Updater,
+    epochs: int,
+    start_epoch: int = 0,
+    history: list[dict] | None = None,
+    callbacks: Sequence[Callable[[list[dict]], None]] = (),
+    scheduler=None,
+) -> list[dict]:
+    """Train from ``start_epoch`` up to ``epochs`` epochs in all; returns the history.
+
+    ``train_batches(epoch)`` gives epoch ``epoch``'s batches (0-based), ``test_batches()`` the test
+    batches. Each history row: ``epoch`` (1-based), ``train_loss``, ``train_acc``, ``test_acc``,
+    ``seconds`` (wall time of the training pass alone). Each callback gets the history after
+    every epoch (checkpoints, progress lines).
+    """
+    history = list(history or [])
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        train_loss, train_acc = train_epoch(model, train_batches(epoch), loss, updater)
+        if scheduler is not None:
+            scheduler.step()
+        seconds = time.perf_counter() - t0
+        test_acc = evaluate_accuracy(model, test_batches())
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
+                        "test_acc": test_acc, "seconds": seconds})
+        for cb in callbacks:
+            cb(history)
+    return history
