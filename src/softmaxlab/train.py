@@ -8,7 +8,6 @@ gradients from the loss's ``_grad`` twin (``softmaxlab.functional``) instead of 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -141,37 +140,3 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
             correct += (o.detach().argmax(1) == y).sum()
         n += len(y)
     return float(loss_sum) / n, int(correct) / n
-
-
-def fit(
-    model,
-    train_batches: Callable[[int], Batches],
-    test_batches: Callable[[], Batches],
-    loss: Loss,
-    updater: Updater,
-    epochs: int,
-    start_epoch: int = 0,
-    history: list[dict] | None = None,
-    callbacks: Sequence[Callable[[list[dict]], None]] = (),
-    scheduler=None,
-) -> list[dict]:
-    """Train from ``start_epoch`` up to ``epochs`` epochs in all; returns the history.
-
-    ``train_batches(epoch)`` gives epoch ``epoch``'s batches (0-based), ``test_batches()`` the test
-    batches. Each history row: ``epoch`` (1-based), ``train_loss``, ``train_acc``, ``test_acc``,
-    ``seconds`` (wall time of the training pass alone). Each callback gets the history after
-    every epoch (checkpoints, progress lines).
-    """
-    history = list(history or [])
-    for epoch in range(start_epoch, epochs):
-        t0 = time.perf_counter()
-        train_loss, train_acc = train_epoch(model, train_batches(epoch), loss, updater)
-        if scheduler is not None:
-            scheduler.step()
-        seconds = time.perf_counter() - t0
-        test_acc = evaluate_accuracy(model, test_batches())
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
-                        "test_acc": test_acc, "seconds": seconds})
-        for cb in callbacks:
-            cb(history)
-    return history

@@ -6,7 +6,18 @@ from .sources import ChecksumError, DataNotFoundError, locate
 from .specs import SPECS, DatasetSpec, get_spec
 
 __all__ = [
-    "BatchLoader", "ChecksumError", "DataNotFoundError", "DatasetSpec", "IDXError", "ImageDataset",
-    "SPECS", "epoch_permutation", "get_spec", "load_dataset", "locate", "read_idx", "text_labels",
+    "SPECS",
+    "BatchLoader",
+    "ChecksumError",
+    "DataNotFoundError",
+    "DatasetSpec",
+    "IDXError",
+    "ImageDataset",
+    "epoch_permutation",
+    "get_spec",
+    "load_dataset",
+    "locate",
+    "read_idx",
+    "text_labels",
     "write_idx",
 ]

@@ -124,7 +124,7 @@ class BatchLoader:
         return self.dataset.batches(self.batch_size, self.shuffle, self.seed, epoch, self.resize)
 
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        return (len(self.dataset) + self.batch_size - 1) // self.batch_size
 
 
 def _read_split(spec: DatasetSpec, images_path: Path, labels_path: Path, split: str,

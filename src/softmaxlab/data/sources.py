@@ -159,7 +159,7 @@ def fetch(
             dest = folder / f"{name}.gz"
             try:
                 download(url, dest, progress=progress,
-                         check=lambda p: verify(p, read_bytes(p), spec, name=name))
+                         check=lambda p, name=name: verify(p, read_bytes(p), spec, name=name))
                 break
             except (OSError, urllib.error.URLError, ValueError) as e:
                 failures.append(f"{url}: {getattr(e, 'reason', None) or e}")

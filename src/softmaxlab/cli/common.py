@@ -1,0 +1,117 @@
+"""Options and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+class UsageError(ValueError):
+    """A bad combination of command-line options: reported with the usage, exit code 2."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean bad input (reported in one line, exit 2), not a bug."""
+    from ..checkpoint import RunError
+    from ..data import ChecksumError, DataNotFoundError, IDXError
+
+    return (DataNotFoundError, IDXError, ChecksumError, RunError, ValueError, FileNotFoundError,
+            PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed; it must be >= 1")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed; it must be >= 0")
+    return v
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not (v > 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"{v} is not allowed; it must be a number > 0")
+    return v
+
+
+def nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not (v >= 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"{v} is not allowed; it must be a number >= 0")
+    return v
+
+
+def add_data_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
+    g = p.add_argument_group("data")
+    if dataset:
+        g.add_argument("--dataset", choices=["fashion-mnist", "mnist"], default=None,
+                       help="which dataset (default: fashion-mnist)")
+    g.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="use only DIR, which holds the four IDX files (.gz or raw), downloading "
+                        "missing ones into it (default: $SOFTMAXLAB_DATA, else look in "
+                        "~/.cache/softmaxlab/<dataset>, /usr/share/datasets/<dataset>, "
+                        "./data/<Name>/raw, ../data/<Name>/raw, then download into the cache)")
+    g.add_argument("--mirror", metavar="URL", default=None,
+                   help="download from URL instead of the known mirrors (default: "
+                        "$SOFTMAXLAB_MIRROR, else the dataset's mirrors in order)")
+    g.add_argument("--offline", action="store_true", default=None,
+                   help="never download (default: off; SOFTMAXLAB_OFFLINE=1 turns it on)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (default: shown when stderr is a terminal)")
+
+
+def show_progress(args) -> bool:
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+
+
+def load_data(args, dataset: str | None = None):
+    """(train, test) ImageDatasets as the data options say."""
+    from ..data import load_dataset
+
+    return load_dataset(dataset or args.dataset or "fashion-mnist", data_dir=args.data_dir,
+                        mirror=args.mirror, offline=args.offline, progress=show_progress(args))
+
+
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def set_threads(n: int | None) -> int:
+    import torch
+
+    n = n or default_threads()
+    torch.set_num_threads(n)
+    return n
+
+
+def tqdm_wrap(enabled: bool, desc: str):
+    """A ``wrap(iterable, total)`` that shows a tqdm bar on stderr when ``enabled``."""
+    def wrap(iterable, total):
+        if not enabled:
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, leave=False, unit="batch", mininterval=0.2)
+    return wrap
