@@ -105,9 +105,13 @@ def _check_file(path: Path) -> None:
     if st.st_size > limit:
         raise _fail(
             path,
-            f"the file is too large ({st.st_size / 2**20:.1f} MB, limit {limit / 2**20:.0f} MB); "
+            f"the file is too large ({_megabytes(st.st_size)}, limit {_megabytes(limit)}); "
             "shrink or re-save the photo",
         )
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n} bytes"
 
 
 def _open_first_frame(path: Path) -> Image.Image:
@@ -124,7 +128,9 @@ def _open_first_frame(path: Path) -> Image.Image:
         except PermissionError:
             raise _fail(path, "permission denied") from None
         except _DECODE_ERRORS as e:
-            raise _fail(path, f"cannot read the image ({e})") from None
+            raise _fail(
+                path, f"cannot read the image, the file is truncated or corrupt ({e})"
+            ) from None
         try:
             if img.format == "EPS":
                 # Decoding PostScript runs Ghostscript on the file: not for arbitrary inputs.
@@ -268,7 +274,9 @@ def load_image(
             Pillow's pixel limit (one-line message naming the file).
     """
     if invert not in INVERT_CHOICES:
-        raise ValueError(f"invert={invert!r} is not allowed; use one of {', '.join(INVERT_CHOICES)}")
+        raise ValueError(
+            f"invert={invert!r} is not allowed; use one of {', '.join(INVERT_CHOICES)}"
+        )
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}")
     size = int(size)
@@ -279,7 +287,7 @@ def load_image(
     try:
         try:
             oriented = ImageOps.exif_transpose(img)
-        except _DECODE_ERRORS + (KeyError, TypeError, AttributeError):
+        except (*_DECODE_ERRORS, KeyError, TypeError, AttributeError):
             oriented = None  # unreadable EXIF: keep the pixels as stored
         gray = _to_gray(oriented if oriented is not None else img, p)
     finally:
