@@ -62,7 +62,9 @@ def _encode(obj, prefix: str, tensors: dict[str, torch.Tensor]):
 
 def _decode(obj, tensors: dict[str, torch.Tensor]):
     if isinstance(obj, dict) and "__tensor__" in obj:
-        return tensors[obj["__tensor__"]]
+        # a fresh (aligned) copy: vector kernels may sum in another order on the loaded buffer's
+        # alignment, and resuming must give bit-identical results
+        return tensors[obj["__tensor__"]].clone()
     if isinstance(obj, dict) and "__dict__" in obj:
         return {k: _decode(v, tensors) for k, v in obj["__dict__"]}
     if isinstance(obj, list):

@@ -14,6 +14,9 @@ so cross-entropy from logits never takes ``log(0)``.
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 import torch
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -24,7 +27,9 @@ REDUCTIONS = ("none", "mean", "sum")
 
 def _check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction={reduction!r} is not allowed; use one of {', '.join(REDUCTIONS)}")
+        raise ValueError(
+            f"reduction={reduction!r} is not allowed; use one of {', '.join(REDUCTIONS)}"
+        )
 
 
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -37,7 +42,11 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def _broadcast(y_hat: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Broadcast ``y`` to ``y_hat`` (pointwise losses); the result has ``y_hat``'s shape."""
+    """Broadcast ``y`` to ``y_hat`` (pointwise losses); both get ``y_hat``'s shape.
+
+    Both also get the promoted floating dtype (integer inputs become the default float dtype), so
+    an integer ``y_hat`` never truncates a float ``y``.
+    """
     try:
         shape = torch.broadcast_shapes(y_hat.shape, y.shape)
     except RuntimeError:
@@ -50,12 +59,19 @@ def _broadcast(y_hat: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
             f"y of shape {tuple(y.shape)} would broadcast y_hat of shape {tuple(y_hat.shape)} "
             f"to {tuple(shape)}; give y the shape of y_hat (or one that broadcasts to it)"
         )
-    return y_hat, y.to(y_hat.dtype).expand_as(y_hat)
+    dtype = torch.result_type(y_hat, y)
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    return y_hat.to(dtype), y.to(dtype).expand_as(y_hat)
 
 
 def _check_delta(delta: float) -> None:
-    if not delta > 0:
-        raise ValueError(f"delta={delta!r} is not allowed; Huber's threshold must be > 0")
+    if isinstance(delta, bool) or not isinstance(delta, Real) or not (
+        math.isfinite(delta) and delta > 0
+    ):
+        raise ValueError(
+            f"delta={delta!r} is not allowed; Huber's threshold must be a finite number > 0"
+        )
 
 
 def _check_labels(scores: torch.Tensor, y: torch.Tensor) -> None:
@@ -109,7 +125,7 @@ def log_softmax(o: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """-log softmax(o)_y from logits, stable. logits (N, C), y (N,) class indices."""
+    """-log softmax(o)_y from logits, stable. logits (N, C), y (N,) class indices -> (N,) or ()."""
     _check_reduction(reduction)
     _check_labels(logits, y)
     loss = -log_softmax(logits).gather(1, y.long().unsqueeze(1)).squeeze(1)
@@ -127,7 +143,8 @@ def cross_entropy_from_probs(
 ) -> torch.Tensor:
     """The chapter's index-picking cross-entropy: -log(y_hat[range(N), y]).
 
-    y_hat (N, C) probabilities, y (N,). Gives inf when the picked probability is 0 and nan when it
+    y_hat (N, C) probabilities, y (N,) -> (N,) (the chapter's per-example losses; reduction
+    mean/sum gives ()). Gives inf when the picked probability is 0 and nan when it
     is nan (the naive softmax's overflow); use ``cross_entropy`` on logits to avoid both.
     """
     _check_reduction(reduction)
@@ -140,14 +157,14 @@ def cross_entropy_from_probs(
 
 
 def l2_loss(y_hat: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """½ (y_hat - y)², elementwise."""
+    """½ (y_hat - y)², elementwise. y_hat (*), y broadcastable to it -> (*) or () if reduced."""
     _check_reduction(reduction)
     y_hat, y = _broadcast(y_hat, y)
     return _reduce(0.5 * (y_hat - y) ** 2, reduction)
 
 
 def l2_loss_grad(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """d/dy_hat ½ (y_hat - y)² = y_hat - y."""
+    """d/dy_hat ½ (y_hat - y)² = y_hat - y. y_hat (*), y broadcastable to it -> (*)."""
     y_hat, y = _broadcast(y_hat, y)
     return y_hat - y
 
@@ -156,14 +173,14 @@ def l2_loss_grad(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def l1_loss(y_hat: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """|y_hat - y|, elementwise."""
+    """|y_hat - y|, elementwise. y_hat (*), y broadcastable to it -> (*) or () if reduced."""
     _check_reduction(reduction)
     y_hat, y = _broadcast(y_hat, y)
     return _reduce((y_hat - y).abs(), reduction)
 
 
 def l1_loss_grad(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """sign(y_hat - y); the subgradient 0 is taken at 0."""
+    """sign(y_hat - y), the subgradient 0 taken at 0. y_hat (*), y broadcastable -> (*)."""
     y_hat, y = _broadcast(y_hat, y)
     return torch.sign(y_hat - y)
 
@@ -174,7 +191,10 @@ def l1_loss_grad(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def huber_loss(
     y_hat: torch.Tensor, y: torch.Tensor, delta: float = 1.0, reduction: str = "mean"
 ) -> torch.Tensor:
-    """½x² for |x| <= delta, delta(|x| - ½delta) outside, with x = y_hat - y (PyTorch's HuberLoss)."""
+    """½x² for |x| <= delta, delta(|x| - ½delta) outside, with x = y_hat - y (PyTorch's HuberLoss).
+
+    y_hat (*), y broadcastable to it -> (*), or () with reduction mean/sum.
+    """
     _check_reduction(reduction)
     _check_delta(delta)
     y_hat, y = _broadcast(y_hat, y)
@@ -184,17 +204,17 @@ def huber_loss(
 
 
 def huber_loss_grad(y_hat: torch.Tensor, y: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
-    """x clipped to [-delta, delta], with x = y_hat - y."""
+    """x = y_hat - y clipped to [-delta, delta]. y_hat (*), y broadcastable to it -> (*)."""
     _check_delta(delta)
     y_hat, y = _broadcast(y_hat, y)
     return (y_hat - y).clamp(-delta, delta)
 
 
-# --------------------------------------------------------------------------- squared loss on one-hot labels
+# ------------------------------------------------------------- squared loss on one-hot labels
 
 
 def onehot_mse(scores: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """½‖o - onehot(y)‖² per example, summed over classes. scores (N, C), y (N,)."""
+    """½‖o - onehot(y)‖² per example, summed over classes. scores (N, C), y (N,) -> (N,) or ()."""
     _check_reduction(reduction)
     _check_labels(scores, y)
     diff = scores - one_hot(y, scores.shape[1], scores.dtype)
@@ -205,3 +225,29 @@ def onehot_mse_grad(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """d/do ½‖o - onehot(y)‖² = o - onehot(y), per example. (N, C) -> (N, C)."""
     _check_labels(scores, y)
     return scores - one_hot(y, scores.shape[1], scores.dtype)
+
+
+# --------------------------------------------------------------------------- fused, for training
+# The training loop needs each batch's loss and its gradient together; these compute the shared
+# part once and skip the label checks (the labels were checked when the dataset was loaded).
+
+
+def cross_entropy_value_and_grad(
+    logits: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross_entropy(o, y, "none") (N,), cross_entropy_grad(o, y) (N, C)) from one log-softmax."""
+    logp = log_softmax(logits)
+    yi = y.unsqueeze(1)
+    loss = logp.gather(1, yi).squeeze(1).neg_()
+    grad = logp.exp_()  # softmax(o), computed in the buffer of logp
+    grad.scatter_add_(1, yi, torch.full_like(loss, -1.0).unsqueeze(1))
+    return loss, grad
+
+
+def onehot_mse_value_and_grad(
+    scores: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(onehot_mse(o, y, "none") (N,), onehot_mse_grad(o, y) (N, C)) from one difference."""
+    diff = scores.clone()
+    diff.scatter_add_(1, y.unsqueeze(1), torch.full((len(y), 1), -1.0, dtype=scores.dtype))
+    return 0.5 * (diff * diff).sum(1), diff

@@ -28,6 +28,8 @@ class Loss:
     name: str
     value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, C), (N,) -> (N,)
     grad: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, C), (N,) -> (N, C)
+    # both at once, sharing the work, without label checks: the training loop's hot path
+    value_and_grad: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
     default_lr: float
     help: str
 
@@ -37,6 +39,7 @@ LOSSES = {
         "ce",
         lambda o, y: F.cross_entropy(o, y, reduction="none"),
         F.cross_entropy_grad,
+        F.cross_entropy_value_and_grad,
         0.1,
         "cross-entropy of softmax(o), the chapter's loss",
     ),
@@ -44,6 +47,7 @@ LOSSES = {
         "mse",
         lambda o, y: F.onehot_mse(o, y, reduction="none"),
         F.onehot_mse_grad,
+        F.onehot_mse_value_and_grad,
         0.01,
         "squared loss ½‖o − onehot(y)‖² on the raw scores o, summed over classes, "
         "averaged over the batch; predicts argmax o",
@@ -62,7 +66,7 @@ def sgd(params: Sequence[torch.Tensor], lr: float, batch_size: int) -> None:
     """The chapter's minibatch SGD: p -= lr * p.grad / batch_size, then zero the gradient."""
     with torch.no_grad():
         for param in params:
-            param -= lr * param.grad / batch_size
+            param.sub_(param.grad, alpha=lr / batch_size)
             param.grad.zero_()
 
 
@@ -121,8 +125,8 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
         if scratch:
             with torch.no_grad():
                 o = model(X)
-                l = loss.value(o, y)
-                model.backward(X, loss.grad(o, y), scale=1.0 / len(y) if is_optimizer else 1.0)
+                l, dscores = loss.value_and_grad(o, y)
+                model.backward(X, dscores, scale=1.0 / len(y) if is_optimizer else 1.0)
         else:
             o = model(X)
             l = loss.value(o, y)
@@ -136,7 +140,7 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
         else:
             updater(len(y))
         with torch.no_grad():
-            loss_sum += l.detach().sum()
-            correct += (o.detach().argmax(1) == y).sum()
+            loss_sum += l.sum()
+            correct += (o.argmax(1) == y).sum()
         n += len(y)
     return float(loss_sum) / n, int(correct) / n

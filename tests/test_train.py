@@ -1,0 +1,319 @@
+"""The training loop, the two implementations, checkpoints/resume and the train CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from softmaxlab import functional as F
+from softmaxlab.checkpoint import load_trained
+from softmaxlab.cli import main
+from softmaxlab.data import ImageDataset, load_dataset
+from softmaxlab.models import ScratchSoftmaxRegression, create_model, init_params, weights
+from softmaxlab.runner import Session, Standardizer, TrainConfig, lr_at
+from softmaxlab.train import LOSSES, Accumulator, accuracy, evaluate_accuracy, sgd, train_epoch
+
+CLASSES = tuple(f"c{i}" for i in range(10))
+
+
+def synthetic(n: int, seed: int = 0) -> ImageDataset:
+    """Images whose mean brightness in a class-dependent patch tells the class."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    images = torch.randint(0, 60, (n, 28, 28), generator=g, dtype=torch.int64)
+    for i, c in enumerate(labels.tolist()):
+        images[i, 2 * c:2 * c + 6, 4:24] += 150
+    return ImageDataset(images.to(torch.uint8), labels, CLASSES, "synthetic")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic(600, 0), synthetic(200, 1)
+
+
+def final_weights(session: Session) -> tuple[torch.Tensor, torch.Tensor]:
+    W, b = weights(session.model)
+    return W.clone(), b.clone()
+
+
+# ----------------------------------------------------------------------------- the pieces
+
+
+def test_init_params_seeded_and_chapter_scale():
+    W, b = init_params(784, 10, seed=3)
+    W2, _ = init_params(784, 10, seed=3)
+    assert W.shape == (784, 10) and b.shape == (10,)
+    assert torch.equal(W, W2) and torch.count_nonzero(b) == 0
+    assert 0.009 < W.std().item() < 0.011 and abs(W.mean().item()) < 0.001
+
+
+def test_concise_model_starts_from_the_scratch_draw():
+    scratch = create_model("scratch", 784, 10, seed=5)
+    concise = create_model("concise", 784, 10, seed=5)
+    assert isinstance(concise, nn.Sequential)
+    assert isinstance(concise[0], nn.Flatten) and isinstance(concise[1], nn.Linear)
+    Ws, bs = weights(scratch)
+    Wc, bc = weights(concise)
+    assert torch.equal(Ws, Wc) and torch.equal(bs, bc)
+    X = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(scratch(X), concise(X))
+
+
+def test_accuracy_counts_and_accumulator():
+    y_hat = torch.tensor([[0.1, 0.3, 0.6], [0.3, 0.2, 0.5]])
+    assert accuracy(y_hat, torch.tensor([0, 2])) == 1.0
+    acc = Accumulator(2)
+    acc.add(1, 2)
+    acc.add(3.5, 4)
+    assert acc[0] == 4.5 and acc[1] == 6
+    acc.reset()
+    assert acc.data == [0.0, 0.0]
+
+
+def test_scratch_backward_is_autograd_of_the_loss():
+    torch.manual_seed(0)
+    model = ScratchSoftmaxRegression(*init_params(784, 10, seed=1))
+    X, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    for name, loss in LOSSES.items():
+        o = model(X)
+        l, g = loss.value_and_grad(o.detach(), y)
+        torch.testing.assert_close(l, loss.value(o.detach(), y))
+        torch.testing.assert_close(g, loss.grad(o.detach(), y))
+        model.backward(X, g)
+        gW, gb = model.W.grad.clone(), model.b.grad.clone()
+        model.W.grad = model.b.grad = None
+        loss.value(model(X), y).sum().backward()
+        torch.testing.assert_close(gW, model.W.grad, msg=name)
+        torch.testing.assert_close(gb, model.b.grad, msg=name)
+        model.W.grad = model.b.grad = None
+
+
+# ----------------------------------------------------------------------------- same start, same end
+
+
+def test_scratch_and_concise_end_an_epoch_equal(data):
+    train, test = data
+    ends = []
+    for impl in ("scratch", "concise"):
+        s = Session(TrainConfig(impl=impl, epochs=1, batch_size=64, seed=7), train, test)
+        s.train_one(0)
+        ends.append(final_weights(s))
+    (W1, b1), (W2, b2) = ends
+    assert not torch.equal(W1, init_params(784, 10, 7)[0])  # it did train
+    torch.testing.assert_close(W1, W2, rtol=0, atol=1e-5)
+    torch.testing.assert_close(b1, b2, rtol=0, atol=1e-5)
+
+
+def test_fast_path_equals_the_plain_chapter_loop(data):
+    """The session's scratch path (gradients by hand, fused loss) = autograd with sgd()."""
+    train, test = data
+    s = Session(TrainConfig(epochs=2, batch_size=50, seed=2), train, test)
+    s.fit()
+    W, b = init_params(784, 10, seed=2)
+    W.requires_grad_(True)
+    b.requires_grad_(True)
+    for epoch in range(2):
+        for X, y in train.batches(50, shuffle=True, seed=2, epoch=epoch):
+            l = F.cross_entropy(X.reshape(-1, 784) @ W + b, y, reduction="none")
+            l.sum().backward()
+            sgd([W, b], 0.1, len(y))
+    Ws, bs = final_weights(s)
+    torch.testing.assert_close(Ws, W.detach(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(bs, b.detach(), rtol=0, atol=1e-5)
+
+
+def test_train_epoch_takes_an_optimizer_or_an_updater(data):
+    train, _ = data
+    results = []
+    for use_optimizer in (False, True):
+        model = create_model("concise", 784, 10, seed=1)
+        if use_optimizer:
+            updater = torch.optim.SGD(model.parameters(), lr=0.1)
+        else:
+            params = list(model.parameters())
+
+            def updater(batch_size, params=params):
+                sgd(params, 0.1, batch_size)
+        loss, acc = train_epoch(model, train.batches(100), LOSSES["ce"], updater)
+        results.append((loss, acc, weights(model)[0].clone()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    torch.testing.assert_close(results[0][2], results[1][2], rtol=0, atol=1e-6)
+    assert 0 < results[0][1] <= 1
+
+
+def test_history_rows_and_seconds(data):
+    train, test = data
+    s = Session(TrainConfig(epochs=3, batch_size=64, val_split=100), train, test)
+    seen = []
+    history = s.fit(callbacks=[lambda h: seen.append(len(h))])
+    assert seen == [1, 2, 3]
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    for row in history:
+        assert {"epoch", "train_loss", "train_acc", "val_acc", "test_acc", "seconds"} <= set(row)
+        assert row["seconds"] > 0 and 0 <= row["test_acc"] <= 1
+    assert len(s.train) == 500 and len(s.val) == 100
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["test_acc"] == evaluate_accuracy(s.model, s.eval_batches(test))
+
+
+def test_lbfgs_one_row_per_outer_step(data):
+    train, test = data
+    s = Session(TrainConfig(optimizer="lbfgs", epochs=3, weight_decay=1e-3, lbfgs_iters=5),
+                train, test)
+    history = s.fit()
+    assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["test_acc"] > 0.5
+
+
+def test_lr_schedules():
+    c = TrainConfig(lr=0.2, epochs=8, lr_schedule="cosine")
+    assert lr_at(c, 0) == pytest.approx(0.2) and lr_at(c, 4) == pytest.approx(0.1)
+    s = TrainConfig(lr=0.2, epochs=8, lr_schedule="step")
+    assert [round(lr_at(s, e), 6) for e in (0, 3, 4, 5, 6, 7)] == [0.2, 0.2, 0.02, 0.02, 0.002,
+                                                                    0.002]
+    assert TrainConfig(loss="mse").learning_rate == LOSSES["mse"].default_lr
+
+
+def test_standardizer_matches_numpy(data):
+    train, _ = data
+    st = Standardizer.fit(train.images, chunk=128)
+    x = train.images.double().numpy() / 255
+    torch.testing.assert_close(st.mean, torch.from_numpy(x.mean(0)).float())
+    std = x.std(0)
+    std[std < 1e-3] = 1
+    torch.testing.assert_close(st.std, torch.from_numpy(std).float())
+
+
+@pytest.mark.parametrize("bad", [{"impl": "x"}, {"lr": 0.0}, {"batch_size": 0},
+                                 {"epochs": -1}, {"momentum": 1.0}, {"loss": "hinge"},
+                                 {"lr_schedule": "linear"}, {"val_split": -2}])
+def test_config_rejects_bad_values(bad):
+    key = next(iter(bad))
+    with pytest.raises(ValueError, match=key if key != "loss" else "unknown loss"):
+        TrainConfig(**bad)
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def run_cli(*argv: str) -> int:
+    return main(list(argv))
+
+
+def test_train_cli_writes_the_run_folder(tiny_idx_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("train", "--epochs", "2", "--batch-size", "32", "--data-dir", str(tiny_idx_dir),
+                   "--out", str(out), "--no-report") == 0
+    stdout = capsys.readouterr().out
+    assert "epoch   2/2" in stdout and str(out) in stdout
+    for name in ("config.json", "history.json", "model.safetensors", "optimizer.safetensors",
+                 "state.json", "curves.png", "predictions.png"):
+        assert (out / name).is_file(), name
+    history = json.loads((out / "history.json").read_text())
+    assert [set(r) >= {"epoch", "train_loss", "train_acc", "test_acc", "seconds"}
+            for r in history] == [True, True]
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["batch_size"] == 32 and config["dataset"]["num_classes"] == 10
+    assert not list(out.glob(".*.tmp"))
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_cli_refuses_a_non_empty_out_unless_forced(tiny_idx_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(SystemExit) as e:
+        run_cli("train", "--epochs", "1", "--data-dir", str(tiny_idx_dir), "--out", str(out))
+    assert e.value.code == 2
+    assert "not empty" in capsys.readouterr().err
+    assert run_cli("train", "--epochs", "1", "--data-dir", str(tiny_idx_dir), "--out", str(out),
+                   "--force", "--no-report") == 0
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("args", [["--lr", "0"], ["--batch-size", "0"], ["--epochs", "-1"],
+                                  ["--impl", "foo"], ["--lr", "nan"], ["--momentum", "-1"]])
+def test_train_cli_usage_errors(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_cli("train", *args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra", [[], ["--momentum", "0.9", "--weight-decay", "1e-3",
+                                        "--lr-schedule", "cosine", "--standardize", "--augment"],
+                                   ["--impl", "concise", "--loss", "mse"],
+                                   ["--optimizer", "lbfgs", "--lbfgs-iters", "3"]])
+def test_resume_equals_an_uninterrupted_run(extra, tiny_idx_dir, tmp_path):
+    common = ["--batch-size", "16", "--seed", "3", "--data-dir", str(tiny_idx_dir), "--no-report",
+              *extra]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run_cli("train", "--epochs", "3", "--out", str(full), *common) == 0
+    assert run_cli("train", "--epochs", "1", "--out", str(part), *common) == 0
+    assert run_cli("train", "--resume", str(part), "--epochs", "3") == 0
+    a, b = load_file(full / "model.safetensors"), load_file(part / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    ha = json.loads((full / "history.json").read_text())
+    hb = json.loads((part / "history.json").read_text())
+    assert [r["train_loss"] for r in ha] == [r["train_loss"] for r in hb]
+
+
+def test_resume_keeps_the_run_options(tiny_idx_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("train", "--epochs", "1", "--data-dir", str(tiny_idx_dir), "--out", str(out),
+                   "--no-report") == 0
+    with pytest.raises(SystemExit) as e:
+        run_cli("train", "--resume", str(out), "--epochs", "2", "--lr", "0.5")
+    assert e.value.code == 2 and "--lr" in capsys.readouterr().err
+    assert run_cli("train", "--resume", str(out), "--epochs", "1") == 0
+    assert "already trained" in capsys.readouterr().out
+    assert run_cli("train", "--resume", str(tmp_path / "nope"), "--epochs", "2") == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_resume_detects_files_from_different_epochs(tiny_idx_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("train", "--epochs", "2", "--data-dir", str(tiny_idx_dir), "--out", str(out),
+                   "--no-report") == 0
+    history = json.loads((out / "history.json").read_text())
+    (out / "history.json").write_text(json.dumps(history[:1]))
+    assert run_cli("train", "--resume", str(out), "--epochs", "3") == 2
+    assert "different epochs" in capsys.readouterr().err
+
+
+def test_standardize_is_saved_and_applied_when_loading(tiny_idx_dir, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", "--epochs", "2", "--standardize", "--data-dir", str(tiny_idx_dir),
+                   "--out", str(out), "--no-report") == 0
+    model = load_trained(out)
+    assert model.standardizer is not None
+    _train, test = load_dataset(data_dir=tiny_idx_dir)
+    acc = (model.predict_proba(test.to_float()).argmax(1) == test.labels).float().mean().item()
+    history = json.loads((out / "history.json").read_text())
+    assert acc == pytest.approx(history[-1]["test_acc"])
+
+
+def test_module_entry_point_and_version():
+    r = subprocess.run([sys.executable, "-m", "softmaxlab", "--version"], capture_output=True,
+                       text=True, check=True)
+    assert r.stdout.startswith("softmaxlab ")
+
+
+@pytest.mark.parametrize("impl", ["scratch", "concise"])
+def test_default_train_on_real_fashion_mnist(impl, real_data_dir, tmp_path, capsys):
+    out = tmp_path / impl
+    assert run_cli("train", "--impl", impl, "--out", str(out), "--data-dir", str(real_data_dir),
+                   "--no-report") == 0
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 10
+    assert history[-1]["test_acc"] >= 0.82
+    assert history[-1]["train_loss"] < 0.5 and history[-1]["train_acc"] > 0.83
