@@ -16,15 +16,18 @@ import numpy as np
 import torch
 
 from .idx import IDXError, parse_idx, read_bytes
-from .sources import locate, verify
+from .sources import REPLACE_HINT, locate, verify
 from .specs import DatasetSpec, get_spec
+
+Size = int | tuple[int, int]
 
 
 @dataclass
 class ImageDataset:
     """A split of an image classification dataset.
 
-    images: uint8 (N, H, W); labels: int64 (N,); class_names: one name per class index.
+    images: uint8 (N, H, W); labels: int64 (N,) in [0, len(class_names)); class_names: one name
+    per class index; name: e.g. ``"fashion-mnist/train"``.
     """
 
     images: torch.Tensor
@@ -38,9 +41,18 @@ class ImageDataset:
                 f"images must be uint8 of shape (N, H, W), got {self.images.dtype} "
                 f"{tuple(self.images.shape)}"
             )
-        if self.labels.ndim != 1 or len(self.labels) != len(self.images):
+        if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
             raise ValueError(
-                f"{len(self.images)} images but labels of shape {tuple(self.labels.shape)}"
+                f"labels must be int64 of shape ({len(self.images)},) for {len(self.images)} "
+                f"images, got {self.labels.dtype} {tuple(self.labels.shape)}"
+            )
+        if len(self.labels) and not (
+            0 <= int(self.labels.min()) and int(self.labels.max()) < len(self.class_names)
+        ):
+            raise ValueError(
+                f"labels run from {int(self.labels.min())} to {int(self.labels.max())}, but there "
+                f"are {len(self.class_names)} class names (labels must be 0 to "
+                f"{len(self.class_names) - 1})"
             )
 
     def __len__(self) -> int:
@@ -48,22 +60,25 @@ class ImageDataset:
 
     @property
     def num_classes(self) -> int:
+        """The number of classes."""
         return len(self.class_names)
 
     @property
     def image_shape(self) -> tuple[int, int]:
+        """(H, W) of each image."""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
     @property
     def num_features(self) -> int:
-        return int(np.prod(self.image_shape))
+        """H * W: the length of a flattened image."""
+        return self.image_shape[0] * self.image_shape[1]
 
     def subset(self, index: torch.Tensor | slice) -> ImageDataset:
         """The examples at ``index`` (a slice shares memory)."""
         return ImageDataset(self.images[index], self.labels[index], self.class_names, self.name)
 
     def to_float(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
-        """Images (at ``index``) as float32 (B, 1, H, W) in [0, 1]."""
+        """Images (at ``index``) as float32 (B, 1, H, W) in [0, 1]: exactly ``x / 255``."""
         x = self.images if index is None else self.images[index]
         return x.unsqueeze(1).to(torch.float32).div_(255.0)
 
@@ -73,37 +88,64 @@ class ImageDataset:
         shuffle: bool = False,
         seed: int = 0,
         epoch: int = 0,
-        resize: int | tuple[int, int] | None = None,
+        resize: Size | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(X float32 (B, 1, H, W) in [0, 1], y int64 (B,))``.
+        """Yield ``(X float32 (B, 1, H, W) in [0, 1], y int64 (B,))``; the last batch may be short.
 
-        With ``shuffle`` the order is one permutation drawn from ``(seed, epoch)``, so an epoch's
-        batches are the same whenever that epoch is run (resuming gives the same batches).
+        Without ``shuffle`` the order is the dataset's. With it the order is one permutation
+        drawn from ``(seed, epoch)``, so an epoch's batches are the same whenever that epoch is
+        run (resuming gives the same batches). ``resize`` (an int for a square, or (H, W))
+        resizes X bilinearly.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} is not allowed; it must be >= 1")
+        _check_batch_size(batch_size)
+        if resize is not None:
+            _check_size(resize)
         n = len(self)
         order = epoch_permutation(n, seed, epoch) if shuffle else None
         for start in range(0, n, batch_size):
-            idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+            if order is None:
+                idx: torch.Tensor | slice = slice(start, start + batch_size)
+                y = self.labels[idx].clone()  # a copy: the caller may change y in place
+            else:
+                idx = order[start:start + batch_size]
+                y = self.labels[idx]
             x = self.to_float(idx)
             if resize is not None:
                 x = resize_images(x, resize)
-            yield x, self.labels[idx]
+            yield x, y
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} is not allowed; it must be an int >= 1")
+
+
+def _check_size(size: Size) -> tuple[int, int]:
+    pair = (size, size) if isinstance(size, int) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
+                                 for s in pair):
+        raise ValueError(f"resize={size!r} is not allowed; give an int >= 1 (a square) or a "
+                         "pair (H, W) of them")
+    return pair  # type: ignore[return-value]
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffle of epoch ``epoch`` (0-based) of a run seeded ``seed``: a permutation of n."""
+    """The shuffle of epoch ``epoch`` (0-based) of a run seeded ``seed``: a permutation of n.
+
+    Depends only on ``(n, seed, epoch)``; both seed and epoch must be >= 0.
+    """
+    for what, value in (("seed", seed), ("epoch", epoch)):
+        if value < 0:
+            raise ValueError(f"{what}={value} is not allowed; it must be >= 0")
     state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
     g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
     return torch.randperm(n, generator=g)
 
 
-def resize_images(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of (B, C, H, W) floats to ``size`` (an int gives a square)."""
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True,
-                                           align_corners=False)
+def resize_images(x: torch.Tensor, size: Size) -> torch.Tensor:
+    """Bilinear (antialiased) resize of float (B, C, H, W) to ``size`` (an int gives a square)."""
+    return torch.nn.functional.interpolate(x, size=_check_size(size), mode="bilinear",
+                                           antialias=True, align_corners=False)
 
 
 class BatchLoader:
@@ -113,9 +155,10 @@ class BatchLoader:
     """
 
     def __init__(self, dataset: ImageDataset, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, resize: int | tuple[int, int] | None = None) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size} is not allowed; it must be >= 1")
+                 seed: int = 0, resize: Size | None = None) -> None:
+        _check_batch_size(batch_size)
+        if resize is not None:
+            _check_size(resize)
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.seed, self.resize, self.epoch = seed, resize, 0
 
@@ -127,28 +170,36 @@ class BatchLoader:
         return (len(self.dataset) + self.batch_size - 1) // self.batch_size
 
 
-def _read_split(spec: DatasetSpec, images_path: Path, labels_path: Path, split: str,
-                verify_md5: bool) -> ImageDataset:
-    arrays = []
-    for path, ndim in ((images_path, 3), (labels_path, 1)):
+def _read_array(path: Path, spec: DatasetSpec, ndim: int, verify_md5: bool) -> np.ndarray:
+    """One found file of ``spec``: parsed, checked (ndim, uint8, md5) and returned."""
+    try:
         content = read_bytes(path)
-        if verify_md5:
-            verify(path, content, spec)
         arr = parse_idx(content, str(path))
         if arr.ndim != ndim:
-            raise IDXError(f"{path}: expected {ndim} dimensions, the header says {arr.shape}")
+            raise IDXError(f"{path}: expected {ndim} dimensions, the header says {arr.ndim} "
+                           f"{arr.shape}")
         if arr.dtype != np.uint8:
             raise IDXError(f"{path}: expected uint8 data, the header says {arr.dtype}")
-        arrays.append(arr)
-    images, labels = arrays
+    except IDXError as e:
+        raise IDXError(f"{e}: the file is damaged or is not {spec.name}'s; {REPLACE_HINT}") from None
+    if verify_md5:
+        verify(path, content, spec)
+    return arr
+
+
+def _read_split(spec: DatasetSpec, images_path: Path, labels_path: Path, split: str,
+                verify_md5: bool) -> ImageDataset:
+    images = _read_array(images_path, spec, 3, verify_md5)
+    labels = _read_array(labels_path, spec, 1, verify_md5)
     if len(images) != len(labels):
         raise IDXError(
-            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
+            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels; "
+            "the two files must come from the same dataset and split"
         )
     if len(labels) and int(labels.max()) >= spec.num_classes:
         raise IDXError(
-            f"{labels_path}: label {int(labels.max())} is out of range for {spec.num_classes} "
-            "classes"
+            f"{labels_path}: label {int(labels.max())} is out of range: {spec.name} has "
+            f"{spec.num_classes} classes (labels 0 to {spec.num_classes - 1})"
         )
     return ImageDataset(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)),
                         spec.class_names, f"{spec.name}/{split}")
@@ -162,17 +213,30 @@ def load_dataset(
     progress: bool | None = None,
     verify_md5: bool = True,
 ) -> tuple[ImageDataset, ImageDataset]:
-    """Find (or download), verify and load a dataset; returns ``(train, test)``.
+    """Find (or download), verify and load a dataset into memory; returns ``(train, test)``.
 
-    See :func:`softmaxlab.data.sources.locate` for where the files are looked for.
+    See :func:`softmaxlab.data.sources.locate` for where the files are looked for and the
+    arguments. Raises DataNotFoundError, IDXError (a damaged file) or ChecksumError, each naming
+    the file or folders concerned.
     """
     spec = get_spec(name)
     paths = locate(spec, data_dir=data_dir, mirror=mirror, offline=offline, progress=progress)
     train = _read_split(spec, paths["train_images"], paths["train_labels"], "train", verify_md5)
     test = _read_split(spec, paths["test_images"], paths["test_labels"], "test", verify_md5)
+    if train.image_shape != test.image_shape:
+        raise IDXError(
+            f"{paths['train_images']} holds {train.image_shape} images but "
+            f"{paths['test_images']} holds {test.image_shape} ones; both splits must have the "
+            "same image size"
+        )
     return train, test
 
 
 def text_labels(labels: Sequence[int] | torch.Tensor, class_names: Sequence[str]) -> list[str]:
-    """Class indices -> their names."""
-    return [class_names[int(i)] for i in labels]
+    """Class indices (N,) -> their N names."""
+    out = []
+    for i in labels:
+        if not 0 <= int(i) < len(class_names):
+            raise ValueError(f"label {int(i)} is out of range for {len(class_names)} classes")
+        out.append(class_names[int(i)])
+    return out

@@ -1,18 +1,21 @@
 """Read and write IDX files (the format of MNIST and Fashion-MNIST), raw or gzipped.
 
-Header: two zero bytes, a dtype code, the number of dimensions ``nd``; then ``nd`` big-endian
-uint32 sizes; then the payload, big-endian, in C order.
+Header: two zero bytes, a dtype code, the number of dimensions ``nd`` (1 byte each); then ``nd``
+big-endian uint32 sizes; then the payload, big-endian, in C order, and nothing after it.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from ..fsutil import atomic_path
 
 # IDX dtype code -> numpy dtype (big-endian where it matters)
 DTYPES = {
@@ -23,75 +26,125 @@ DTYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-CODES = {v.newbyteorder("="): k for k, v in DTYPES.items()}
+# numpy dtype in native byte order -> IDX code, for writing
+_CODES = {dtype.newbyteorder("="): code for code, dtype in DTYPES.items()}
+_GZIP_MAGIC = b"\x1f\x8b"
+_MAX_DIM = 2**32 - 1  # a size must fit the header's uint32
 
 
 class IDXError(ValueError):
     """A file that is not a valid IDX file; the message names the file and what is wrong."""
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The file's content, gunzipped when it starts with the gzip magic (whatever its name)."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(2)
+def is_gzip(path: str | os.PathLike) -> bool:
+    """Whether the file starts with the gzip magic (its name does not matter)."""
+    with open(path, "rb") as f:
+        return f.read(2) == _GZIP_MAGIC
+
+
+def read_bytes(path: str | os.PathLike, name: str | None = None) -> bytes:
+    """The file's content, gunzipped when it starts with the gzip magic (whatever its name).
+
+    ``name`` is what to call the file in error messages (default: its path).
+
+    Raises:
+        IDXError: the file is gzipped but its compressed data is broken or cut short.
+        OSError: the file cannot be read (missing, no permission, ...).
+    """
+    with open(path, "rb") as f:
+        if f.read(2) != _GZIP_MAGIC:
             f.seek(0)
-            if head == b"\x1f\x8b":
-                with gzip.GzipFile(fileobj=f) as g:
-                    return g.read()
             return f.read()
-    except (EOFError, OSError, zlib.error) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise IDXError(f"{path}: not a readable gzip file ({e}); delete it and get it again") from None
+        f.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=f) as g:
+                return g.read()
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise IDXError(f"{name or path}: broken gzip data ({e})") from None
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Parse IDX bytes into an array, checking magic, dtype, dimensions and payload length."""
+    """Parse IDX bytes into an array (native byte order), checking the header against the payload.
+
+    Args:
+        data: the whole uncompressed file.
+        name: what to call the data in error messages (the file's path).
+    Returns:
+        an array of the header's shape and dtype; read-only when it is uint8 (it views ``data``).
+    Raises:
+        IDXError: bad magic, unknown dtype, 0 dimensions, a truncated header, or a payload whose
+            length is not what the header says.
+    """
     if len(data) < 4:
-        raise IDXError(f"{name}: {len(data)} bytes is too short for an IDX header")
+        raise IDXError(f"{name}: {len(data)} bytes is too short for an IDX header (4 bytes or more)")
     zero, code, nd = struct.unpack(">HBB", data[:4])
     if zero != 0:
-        raise IDXError(f"{name}: bad magic number 0x{data[:4].hex()} (an IDX file starts with 00 00)")
+        raise IDXError(
+            f"{name}: bad magic number 0x{data[:4].hex()}: an IDX file starts with two zero bytes"
+        )
     if code not in DTYPES:
-        raise IDXError(f"{name}: unknown IDX dtype code 0x{code:02x}")
+        known = ", ".join(f"0x{c:02x}" for c in DTYPES)
+        raise IDXError(f"{name}: unknown IDX dtype code 0x{code:02x} (known: {known})")
     if nd == 0:
-        raise IDXError(f"{name}: IDX header says 0 dimensions")
+        raise IDXError(f"{name}: the IDX header says 0 dimensions")
     header = 4 + 4 * nd
     if len(data) < header:
-        raise IDXError(f"{name}: truncated header ({len(data)} bytes, need {header} for {nd} dims)")
+        raise IDXError(f"{name}: truncated header ({len(data)} bytes, {nd} dimensions need {header})")
     shape = struct.unpack(f">{nd}I", data[4:header])
     dtype = DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     got = len(data) - header
     if got != expected:
-        what = "truncated" if got < expected else "has trailing bytes"
+        what = "truncated" if got < expected else "followed by trailing bytes"
         raise IDXError(
-            f"{name}: payload {what}: header shape {shape} needs {expected} bytes, found {got}"
+            f"{name}: payload {what}: the header's shape {shape} of {dtype.name} needs "
+            f"{expected} bytes, the file has {got}"
         )
     arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
-def read_idx(path: str | os.PathLike, ndim: int | None = None) -> np.ndarray:
-    """Read an IDX file (raw or .gz) into a numpy array; ``ndim`` checks the number of dimensions."""
+def read_idx(
+    path: str | os.PathLike, ndim: int | None = None, dtype: np.dtype | str | None = None
+) -> np.ndarray:
+    """Read an IDX file (raw or gzipped) into a numpy array.
+
+    Args:
+        path: the file; gzipped or not, whatever its name.
+        ndim: if given, the number of dimensions the header must have.
+        dtype: if given, the dtype the header must have (e.g. ``"uint8"``).
+    Raises:
+        IDXError: naming the file and what is wrong with it.
+    """
     arr = parse_idx(read_bytes(path), str(path))
     if ndim is not None and arr.ndim != ndim:
         raise IDXError(f"{path}: expected {ndim} dimensions, the header says {arr.ndim} {arr.shape}")
+    if dtype is not None and arr.dtype != np.dtype(dtype):
+        raise IDXError(f"{path}: expected {np.dtype(dtype).name} data, the header says {arr.dtype}")
     return arr
 
 
-def write_idx(path: str | os.PathLike, arr: np.ndarray, compress: bool | None = None) -> None:
-    """Write ``arr`` as an IDX file; gzip it when ``compress`` (default: the name ends in .gz)."""
-    arr = np.ascontiguousarray(arr)
-    code = CODES.get(arr.dtype.newbyteorder("="))
+def write_idx(path: str | os.PathLike, arr: np.ndarray, compress: bool | None = None) -> Path:
+    """Write ``arr`` as an IDX file atomically; gzip it when ``compress`` (default: name ends .gz).
+
+    Raises:
+        ValueError: the array's dtype has no IDX code, or its shape does not fit an IDX header.
+    """
+    arr = np.asarray(arr)
+    code = _CODES.get(arr.dtype.newbyteorder("="))
     if code is None:
-        raise ValueError(f"dtype {arr.dtype} has no IDX code; use one of {sorted(map(str, CODES))}")
+        allowed = ", ".join(d.name for d in _CODES)
+        raise ValueError(f"dtype {arr.dtype} has no IDX code; convert the array to one of {allowed}")
+    if not 1 <= arr.ndim <= 255 or any(n > _MAX_DIM for n in arr.shape):
+        raise ValueError(
+            f"shape {arr.shape} does not fit an IDX header (1 to 255 dimensions, each < 2**32)"
+        )
     data = struct.pack(">HBB", 0, code, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    data += arr.astype(DTYPES[code], copy=False).tobytes()
+    data += arr.astype(DTYPES[code], copy=False).tobytes(order="C")
     if compress is None:
         compress = str(path).endswith(".gz")
     if compress:
         data = gzip.compress(data, mtime=0)
-    Path(path).write_bytes(data)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+    return Path(path)

@@ -2,28 +2,39 @@
 
 Lookup order without ``data_dir``: the user cache (``$XDG_CACHE_HOME/softmaxlab/<name>``, default
 ``~/.cache/softmaxlab/<name>``), the system package's folder (Debian's ``dataset-fashion-mnist``),
-torchvision-style folders ``./data/<Name>/raw`` and ``../data/<Name>/raw`` (the book's root), then a
-download into the cache. With ``data_dir`` (or ``$SOFTMAXLAB_DATA``) only that folder is used, and
-missing files are downloaded into it.
+torchvision-style folders ``./data/<Name>/raw`` and ``../data/<Name>/raw`` (the book's root); the
+first folder holding all four files wins. Otherwise the missing files are downloaded into the cache
+(completing an interrupted earlier download). With ``data_dir`` (or ``$SOFTMAXLAB_DATA``) only that
+folder is used, and missing files are downloaded into it.
+
+A download goes to a temporary file beside its destination and is renamed into place only once it
+is complete and its md5 is right, so an interrupted or bad download never leaves a file behind.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.client
 import os
-import shutil
+import ssl
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..fsutil import atomic_path
+from .idx import is_gzip, parse_idx, read_bytes
 from .specs import ROLES, DatasetSpec
 
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection to a mirror
-READ_TIMEOUT = 30.0  # seconds a read may stall before the mirror is given up
+READ_TIMEOUT = 30.0  # seconds a mirror may stay silent (before the headers or mid-file)
 CHUNK = 1 << 20  # download chunk, bytes
+_URL_SCHEMES = ("http://", "https://", "file://")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+# what to do about a damaged or wrong file that was found
+REPLACE_HINT = "delete or replace it (once it is gone, softmaxlab downloads a fresh copy)"
 
 
 class DataNotFoundError(RuntimeError):
@@ -31,24 +42,26 @@ class DataNotFoundError(RuntimeError):
 
 
 class ChecksumError(ValueError):
-    """A file whose md5 is none of the accepted ones."""
+    """A file whose md5 is not the one its dataset spec expects."""
 
 
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+class IncompleteDownload(OSError):
+    """The server closed the connection before sending the whole file."""
 
 
 def cache_dir(spec: DatasetSpec) -> Path:
-    """The user cache folder for ``spec``, honouring ``XDG_CACHE_HOME``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    """The user cache folder for ``spec``, honouring ``XDG_CACHE_HOME`` (ignored if relative)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "softmaxlab" / spec.name
 
 
 def candidate_dirs(spec: DatasetSpec) -> list[Path]:
-    """The folders looked in, in order, when no data dir is given."""
+    """The folders looked in, in order, when no data dir is given (absolute paths)."""
     dirs = [cache_dir(spec)] + [Path(d) for d in spec.system_dirs]
     for root in (Path("data"), Path("..") / "data"):
-        dirs.append(root / spec.torchvision_name / "raw")
+        dirs.append(Path(os.path.abspath(root / spec.torchvision_name / "raw")))
     return dirs
 
 
@@ -61,81 +74,156 @@ def file_in(folder: Path, name: str) -> Path | None:
 
 
 def files_in(folder: Path, spec: DatasetSpec) -> dict[str, Path | None]:
+    """Role -> the file of ``spec`` in ``folder``, or None where it is missing."""
     return {role: file_in(folder, spec.files[role]) for role in ROLES}
 
 
 def md5_of(data: bytes) -> str:
+    """The hex md5 of ``data`` (an integrity check, not security)."""
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def verify(path: Path, content: bytes, spec: DatasetSpec, name: str | None = None) -> None:
-    """Check a file against the spec's md5s: either its raw ``content`` or the file's own bytes.
+def _md5_of_file(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
 
-    ``content`` is the uncompressed payload (already in memory for parsing); ``name`` is the
-    spec's file name when ``path`` is a temporary file. Raises ChecksumError.
+
+def md5_problem(path: Path, content: bytes, spec: DatasetSpec, name: str) -> str | None:
+    """Why the file ``path`` (spec file ``name``) fails its md5 check, or None if it passes.
+
+    ``content`` is the file's uncompressed payload (already in memory for parsing). The file
+    passes if the md5 of ``content`` is the spec's uncompressed md5, or if it is gzipped and its
+    own md5 is the spec's .gz md5 (Debian's re-gzipped copies pass the first way only). A file
+    the spec knows no md5 for, in its form, is not checked.
     """
-    name = name or path.name.removesuffix(".gz")
-    accepted = spec.md5.get(name)
-    if not accepted:
-        return
-    if md5_of(content) in accepted:
-        return
-    if md5_of(path.read_bytes()) in accepted:
-        return
-    raise ChecksumError(
-        f"{path}: checksum mismatch (md5 of the content is {md5_of(content)}, expected "
-        f"{' or '.join(accepted)}); the file is corrupted or is not {spec.name}'s {name}: "
-        "delete it and get it again"
-    )
+    checks = []
+    if name in spec.md5_raw:
+        checks.append(("the uncompressed content", spec.md5_raw[name], lambda: md5_of(content)))
+    if name in spec.md5_gz and is_gzip(path):
+        checks.append(("the .gz file", spec.md5_gz[name], lambda: _md5_of_file(path)))
+    found = []
+    for what, expected, compute in checks:
+        got = compute()
+        if got == expected:
+            return None
+        found.append(f"md5 of {what} is {got}, expected {expected}")
+    return "; ".join(found) or None
+
+
+def verify(path: Path, content: bytes, spec: DatasetSpec) -> None:
+    """Check a found file of ``spec`` against its md5s (see :func:`md5_problem`).
+
+    Raises:
+        ChecksumError: naming the file, both md5s and what to do.
+    """
+    name = path.name.removesuffix(".gz")
+    problem = md5_problem(path, content, spec, name)
+    if problem is not None:
+        raise ChecksumError(
+            f"{path}: checksum mismatch ({problem}): the file is damaged or is not {spec.name}'s "
+            f"{name}; {REPLACE_HINT}"
+        )
+
+
+class _ReadTimeoutMixin:
+    """An HTTP(S) connection that connects within ``timeout``, then waits ``read_timeout``."""
+
+    def __init__(self, *args, read_timeout: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_timeout = read_timeout
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.settimeout(self.read_timeout)
+
+
+class _HTTPConnection(_ReadTimeoutMixin, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_ReadTimeoutMixin, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, read_timeout: float) -> None:
+        super().__init__()
+        self._connection = functools.partial(_HTTPConnection, read_timeout=read_timeout)
+
+    def http_open(self, req):
+        return self.do_open(self._connection, req)
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    return ssl.create_default_context()  # loading the CA certificates takes ~50 ms: do it once
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, read_timeout: float) -> None:
+        super().__init__()
+        self._connection = functools.partial(_HTTPSConnection, read_timeout=read_timeout)
+
+    def https_open(self, req):
+        return self.do_open(self._connection, req, context=_ssl_context())
 
 
 def download(
     url: str,
     dest: Path,
-    progress: bool = False,
-    connect_timeout: float = CONNECT_TIMEOUT,
-    read_timeout: float = READ_TIMEOUT,
     check: Callable[[Path], None] | None = None,
+    progress: bool = False,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
 ) -> Path:
-    """Download ``url`` to ``dest`` via a temporary file in the same folder, renamed at the end.
+    """Download ``url`` to ``dest`` via a temporary file beside it, renamed at the end.
 
-    ``check(tmp_path)`` may raise to reject the download before the rename. A failed or
-    interrupted download leaves nothing at ``dest``. Returns ``dest``.
+    Args:
+        check: called with the complete temporary file; raising rejects the download.
+        progress: show a tqdm progress bar on stderr.
+        connect_timeout, read_timeout: seconds; default CONNECT_TIMEOUT and READ_TIMEOUT.
+    Returns:
+        ``dest``. A failed, rejected or interrupted download leaves nothing at ``dest``.
+    Raises:
+        OSError (URLError, TimeoutError, IncompleteDownload, ...), http.client.HTTPException,
+        ValueError (a bad URL), or whatever ``check`` raises.
     """
     from tqdm.auto import tqdm
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with urllib.request.urlopen(url, timeout=connect_timeout) as resp:
-            _set_read_timeout(resp, read_timeout)
+    connect_timeout = CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
+    read_timeout = READ_TIMEOUT if read_timeout is None else read_timeout
+    opener = urllib.request.build_opener(_HTTPHandler(read_timeout), _HTTPSHandler(read_timeout))
+    with atomic_path(dest) as tmp:
+        with opener.open(url, timeout=connect_timeout) as resp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with os.fdopen(fd, "wb") as out, tqdm(
-                total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=dest.name, disable=not progress, leave=False,
-            ) as bar:
-                fd = -1
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=dest.name, disable=not progress, leave=False) as bar:
                 while chunk := resp.read(CHUNK):
                     out.write(chunk)
                     bar.update(len(chunk))
-            if total is not None and os.path.getsize(tmp) != total:
-                raise OSError(f"incomplete download: {os.path.getsize(tmp)} of {total} bytes")
+            size = out.tell()
+        if total is not None and size != total:
+            raise IncompleteDownload(f"the connection closed after {size} of {total} bytes")
         if check is not None:
             check(Path(tmp))
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        if fd != -1:
-            os.close(fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return dest
 
 
-def _set_read_timeout(resp, seconds: float) -> None:
-    """After connecting, let each read stall at most ``seconds`` (urllib has one timeout only)."""
-    sock = getattr(getattr(getattr(resp, "fp", None), "raw", None), "_sock", None)
-    if sock is not None:
-        sock.settimeout(seconds)
+def _describe(e: BaseException, connect_timeout: float, read_timeout: float) -> str:
+    """A one-line reason for a failed download."""
+    if isinstance(e, urllib.error.HTTPError):
+        return f"HTTP {e.code} {e.reason}"
+    if isinstance(e, urllib.error.URLError) and isinstance(e.reason, BaseException):
+        e = e.reason
+    if isinstance(e, TimeoutError):
+        return (f"timed out (connect timeout {connect_timeout:g} s, read timeout "
+                f"{read_timeout:g} s)")
+    if isinstance(e, urllib.error.URLError):
+        return str(e.reason)
+    return str(e) or type(e).__name__
 
 
 def fetch(
@@ -143,29 +231,56 @@ def fetch(
     folder: Path,
     names: Sequence[str],
     mirrors: Sequence[str],
-    progress: bool,
+    progress: bool = False,
 ) -> list[str]:
     """Download each of ``names`` (as ``name.gz``) into ``folder``, trying ``mirrors`` in order.
 
-    Each file is verified before it is renamed into place. Returns the failures (one line per
-    mirror tried) for the error message; an empty list means every file arrived.
+    Each file must be a valid IDX file with the spec's md5 before it is renamed into place. The
+    mirror that served the last file is tried first for the next one. Returns the failures, one
+    ``"url: reason"`` line per attempt that failed; every file arrived iff no file ran out of
+    mirrors (files after one that could not be downloaded are not tried).
     """
-    from .idx import read_bytes
-
-    failures = []
+    connect_timeout, read_timeout = CONNECT_TIMEOUT, READ_TIMEOUT
+    failures: list[str] = []
+    order = list(mirrors)
     for name in names:
-        for base in mirrors:
+        dest = folder / f"{name}.gz"
+
+        def check(tmp: Path, name: str = name) -> None:
+            content = read_bytes(tmp, "the downloaded file")
+            parse_idx(content, "the downloaded file")
+            problem = md5_problem(tmp, content, spec, name)
+            if problem is not None:
+                raise ChecksumError(f"checksum mismatch ({problem})")
+
+        for base in order:
             url = base.rstrip("/") + "/" + name + ".gz"
-            dest = folder / f"{name}.gz"
             try:
-                download(url, dest, progress=progress,
-                         check=lambda p, name=name: verify(p, read_bytes(p), spec, name=name))
+                download(url, dest, check=check, progress=progress,
+                         connect_timeout=connect_timeout, read_timeout=read_timeout)
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                failures.append(f"{url}: {_describe(e, connect_timeout, read_timeout)}")
+            else:
+                order = [base] + [m for m in order if m != base]
                 break
-            except (OSError, urllib.error.URLError, ValueError) as e:
-                failures.append(f"{url}: {getattr(e, 'reason', None) or e}")
         else:
             return failures
-    return []
+    return failures
+
+
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ValueError(f"${name}={os.environ[name]!r} is not understood; set it to 1 (on) or 0 "
+                         "(off)")
+    return value in _TRUE
+
+
+def _check_mirror(mirror: str, source: str) -> str:
+    if not mirror.startswith(_URL_SCHEMES):
+        raise ValueError(f"{source} {mirror!r} is not a URL; give a base URL starting with "
+                         f"{', '.join(_URL_SCHEMES)} that serves the <file>.gz files")
+    return mirror
 
 
 def locate(
@@ -175,64 +290,101 @@ def locate(
     offline: bool | None = None,
     progress: bool | None = None,
 ) -> dict[str, Path]:
-    """Find (or download) the four files of ``spec``; role -> path.
+    """Find (or download) the four files of ``spec``; returns role -> path.
 
     Args:
         data_dir: the only folder to use (files directly in it); default ``$SOFTMAXLAB_DATA``,
             else the lookup order of this module's docstring.
-        mirror: a base URL to download from instead of the spec's mirrors (``$SOFTMAXLAB_MIRROR``).
-        offline: never download (``$SOFTMAXLAB_OFFLINE=1``).
+        mirror: a base URL to download from instead of the spec's mirrors (default
+            ``$SOFTMAXLAB_MIRROR``).
+        offline: never download (default: ``$SOFTMAXLAB_OFFLINE=1``).
         progress: show a download progress bar; default: when stderr is a terminal.
     Raises:
-        DataNotFoundError: naming every place looked in and how to get the data.
+        DataNotFoundError: naming every place looked in, what failed, and how to get the data.
+        ValueError: a mirror that is not a URL, or an unreadable ``$SOFTMAXLAB_OFFLINE``.
     """
-    data_dir = data_dir or os.environ.get("SOFTMAXLAB_DATA") or None
-    mirror = mirror or os.environ.get("SOFTMAXLAB_MIRROR") or None
-    offline = env_flag("SOFTMAXLAB_OFFLINE") if offline is None else offline
-    progress = sys.stderr.isatty() if progress is None else progress
-    mirrors = [mirror] if mirror else list(spec.mirrors)
-
-    if data_dir is not None:
-        looked = [Path(data_dir)]
-        target = Path(data_dir)
+    source = "--data-dir"
+    if not data_dir and os.environ.get("SOFTMAXLAB_DATA"):
+        data_dir, source = os.environ["SOFTMAXLAB_DATA"], "$SOFTMAXLAB_DATA"
+    if mirror:
+        mirrors = [_check_mirror(mirror, "--mirror")]
+    elif os.environ.get("SOFTMAXLAB_MIRROR"):
+        mirrors = [_check_mirror(os.environ["SOFTMAXLAB_MIRROR"], "$SOFTMAXLAB_MIRROR")]
     else:
-        looked = candidate_dirs(spec)
-        for folder in looked:
+        mirrors = list(spec.mirrors)
+    offline = _env_flag("SOFTMAXLAB_OFFLINE") if offline is None else offline
+    progress = sys.stderr.isatty() if progress is None else progress
+
+    if data_dir:
+        target = Path(data_dir).expanduser()
+        looked = [(target, f"given by {source}")]
+    else:
+        looked = [(d, "") for d in candidate_dirs(spec)]
+        for folder, _ in looked:
             found = files_in(folder, spec)
             if all(found.values()):
                 return found  # type: ignore[return-value]
         target = cache_dir(spec)
 
     found = files_in(target, spec)
-    if all(found.values()):
-        return found  # type: ignore[return-value]
-    missing = [spec.files[r] for r in ROLES if found[r] is None]
     failures: list[str] = []
-    if not offline:
+    if not offline and not all(found.values()):
+        missing = [spec.files[r] for r in ROLES if found[r] is None]
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            failures.append(f"cannot create {target}: {e}")
+            failures.append(f"cannot create the folder {target}: {e.strerror or e}")
         else:
             failures = fetch(spec, target, missing, mirrors, progress)
-            found = files_in(target, spec)
-            if all(found.values()):
-                return found  # type: ignore[return-value]
-    raise DataNotFoundError(_not_found_message(spec, looked, target, missing, mirrors, offline,
-                                               failures))
+        found = files_in(target, spec)
+    if all(found.values()):
+        return found  # type: ignore[return-value]
+    raise DataNotFoundError(_not_found_message(spec, looked, target, mirrors, offline, failures))
 
 
-def _not_found_message(spec, looked, target, missing, mirrors, offline, failures) -> str:
-    lines = [f"{spec.name} not found. Looked for {', '.join(n + '[.gz]' for n in missing)} in:"]
-    lines += [f"  {p}" for p in looked]
+def _folder_state(folder: Path, spec: DatasetSpec) -> str:
+    """What ``folder`` holds of ``spec``'s files, for the not-found message."""
+    if not folder.exists():
+        return "no such folder"
+    if not folder.is_dir():
+        return "not a folder"
+    found = files_in(folder, spec)
+    missing = [spec.files[r] for r in ROLES if found[r] is None]
+    if len(missing) == len(ROLES):
+        return "none of the files"
+    return f"{len(ROLES) - len(missing)} of the {len(ROLES)} files; missing {', '.join(missing)}"
+
+
+def _not_found_message(
+    spec: DatasetSpec,
+    looked: list[tuple[Path, str]],
+    target: Path,
+    mirrors: Sequence[str],
+    offline: bool,
+    failures: list[str],
+) -> str:
+    names = ", ".join(spec.files[r] for r in ROLES)
+    head = f"{spec.name} not found: no folder holds all four files ({names}; each .gz or uncompressed)."
+    lines = [head, "Looked in:"]
+    for folder, note in looked:
+        notes = "; ".join(x for x in (note, _folder_state(folder, spec)) if x)
+        lines.append(f"  {folder} ({notes})")
     if offline:
         lines.append("Downloading is off (--offline or SOFTMAXLAB_OFFLINE=1).")
     elif failures:
-        lines.append(f"Downloading into {target} failed:")
+        lines.append(f"Downloading the missing files into {target} failed:")
         lines += [f"  {f}" for f in failures]
     lines.append("To get the data, any of:")
-    if spec.name == "fashion-mnist" and shutil.which("apt-get"):
-        lines.append("  - sudo apt-get install dataset-fashion-mnist   (Debian/Ubuntu)")
-    lines.append("  - put the four files (.gz or raw) in a folder and pass --data-dir DIR")
-    lines.append("  - download them from: " + ", ".join(mirrors) + " (or give --mirror URL)")
+    if spec.system_package:
+        where = f" (it installs {', '.join(spec.system_dirs)})" if spec.system_dirs else ""
+        lines.append(f"  - sudo apt-get install {spec.system_package}   on Debian/Ubuntu{where}")
+    lines.append("  - put the four files (.gz or uncompressed) in a folder DIR and pass --data-dir "
+                 "DIR (or set SOFTMAXLAB_DATA=DIR)")
+    lines.append(f"  - download <file>.gz for each file into {target} from "
+                 + " or ".join(mirrors))
+    if offline:
+        lines.append("  - run without --offline (and without SOFTMAXLAB_OFFLINE=1) to let "
+                     "softmaxlab download them")
+    else:
+        lines.append("  - give another server with --mirror URL (or SOFTMAXLAB_MIRROR=URL)")
     return "\n".join(lines)
