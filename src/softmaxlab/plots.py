@@ -101,3 +101,89 @@ def plot_predictions(images, true_labels: Sequence[str], pred_labels: Sequence[s
         if t != p:
             ax.title.set_color("red")
     return fig
+
+
+# colours of the lecture's loss pictures
+LOSS_COLOR, GRAD_COLOR, LIKELIHOOD_COLOR = "tab:blue", "tab:orange", "tab:green"
+JUMP = 0.25  # a gradient step larger than this between neighbouring points is drawn as a gap
+
+
+def _break_jumps(x: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, g) with nan between points whose g jumps, and the mask of points left isolated."""
+    jump = np.abs(np.diff(g)) > JUMP
+    isolated = np.zeros(len(g), dtype=bool)
+    isolated[1:-1] = jump[:-1] & jump[1:]
+    cut = np.flatnonzero(jump) + 1
+    return np.insert(x, cut, np.nan), np.insert(g, cut, np.nan), isolated
+
+
+def plot_loss_curves(curves: Sequence):
+    """One panel per ``compare.LossCurve``: loss (blue), gradient (orange), exp(-l) (green).
+
+    Each curve's x, loss, grad, likelihood are (n,); the panels share their axes. A jump of the
+    gradient is drawn as a gap, with the value taken at the kink as a dot. The Figure.
+    """
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 4.6), sharey=True,
+                             squeeze=False)
+    for ax, c in zip(axes[0], curves):
+        x, g = np.asarray(c.x), np.asarray(c.grad)
+        ax.axhline(0, color="0.6", lw=0.8)
+        kinks = [k for k in c.kinks if x[0] < k < x[-1]]
+        for i, k in enumerate(kinks):
+            ax.axvline(k, color="0.5", lw=0.9, ls=":", label="kink" if i == 0 else None)
+        ax.plot(x, np.asarray(c.loss), color=LOSS_COLOR, lw=2.2, label="loss $l$")
+        gx, gy, isolated = _break_jumps(x, g)
+        ax.plot(gx, gy, color=GRAD_COLOR, lw=2.2, label=r"gradient $dl/dy'$")
+        ax.plot(x[isolated], g[isolated], "o", color=GRAD_COLOR, markersize=5)
+        for xi, gi in zip(x[isolated], g[isolated]):
+            ax.annotate(f"subgradient {gi:g}", (xi, gi), xytext=(8, -14),
+                        textcoords="offset points", fontsize=8.5, color=GRAD_COLOR)
+        ax.plot(x, np.asarray(c.likelihood), color=LIKELIHOOD_COLOR, lw=2.2,
+                label=f"likelihood $e^{{-l}}$ ({c.distribution})")
+        ax.set_title(f"{c.name}\n{c.formula}", fontsize=11)
+        ax.set_xlabel(f"prediction $y'$ (target $y = {c.target:g}$)")
+        ax.set_xlim(x[0], x[-1])
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper center", fontsize=8.5, framealpha=0.9)
+    axes[0][0].set_ylabel("value")
+    axes[0][0].set_ylim(top=axes[0][0].get_ylim()[1] + 1.8)  # room for the legends
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_comparison(histories: dict[str, Sequence[dict]], lrs: dict[str, float]):
+    """Training with several losses: train loss (left) and accuracies (right) against epoch.
+
+    ``histories`` maps a loss name to its history rows (epoch, train_loss, train_acc, test_acc),
+    ``lrs`` to its learning rate. The train losses are on different scales, so each gets its own
+    y axis in its own colour. The Figure.
+    """
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    handles = []
+    for i, (name, rows) in enumerate(histories.items()):
+        color = f"C{i}"
+        epochs = [r["epoch"] for r in rows]
+        label = f"{name} (lr {lrs[name]:g})"
+        ax = ax_loss
+        if i:
+            ax = ax_loss.twinx()
+            ax.spines["right"].set_position(("outward", 55 * (i - 1)))
+        handles += ax.plot(epochs, [r["train_loss"] for r in rows], "-o", color=color,
+                           markersize=3.5, label=label)
+        ax.set_ylabel(f"{name} train loss", color=color)
+        ax.tick_params(axis="y", colors=color)
+        ax_acc.plot(epochs, [r["test_acc"] for r in rows], "-o", color=color, markersize=3.5,
+                    label=f"{label} test")
+        ax_acc.plot(epochs, [r["train_acc"] for r in rows], "--", color=color, alpha=0.7,
+                    label=f"{label} train")
+    ax_loss.set_title("train loss (each loss on its own axis: scales differ)", fontsize=10.5)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.grid(True, alpha=0.3)
+    ax_loss.legend(handles=handles, loc="upper right")
+    ax_acc.set_title("accuracy (test solid, train dashed)", fontsize=10.5)
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.grid(True, alpha=0.3)
+    ax_acc.legend(loc="lower right", fontsize=9)
+    fig.tight_layout()
+    return fig
