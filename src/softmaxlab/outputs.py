@@ -28,4 +28,8 @@ def write_run_outputs(out: Path, session, history: list[dict], report: bool = Tr
     images, true, pred = predict_first(session)
     written.append(plots.save_figure(plots.plot_predictions(images, true, pred),
                                      out / "predictions.png"))
+    if report:
+        from .report import write_report
+
+        written.append(write_report(out, session.test))
     return written

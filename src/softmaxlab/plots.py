@@ -103,6 +103,105 @@ def plot_predictions(images, true_labels: Sequence[str], pred_labels: Sequence[s
     return fig
 
 
+# ---------------------------------------------------------------------------- evaluation figures
+
+
+def figure_png_bytes(fig, dpi: int = 100) -> bytes:
+    """``fig`` as PNG bytes (for embedding, e.g. in report.html); closes it."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_confusion_matrix(cm, class_names: Sequence[str], title: str | None = None):
+    """Confusion matrix (C, C) of counts, rows true / columns predicted, shaded by row share."""
+    cm = np.asarray(cm.detach().cpu() if isinstance(cm, torch.Tensor) else cm, dtype=np.int64)
+    C = len(class_names)
+    rows = cm.sum(1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+    size = max(4.0, 0.62 * C + 1.8)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cbar.set_label("share of the true class")
+    fontsize = 9 if C <= 12 else 7
+    for i in range(C):
+        for j in range(C):
+            color = "white" if share[i, j] > 0.55 else "#222222" if cm[i, j] else "#b8c2cc"
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=fontsize,
+                    color=color)
+    ax.set_xticks(range(C), labels=list(class_names), rotation=40, ha="right",
+                  rotation_mode="anchor")
+    ax.set_yticks(range(C), labels=list(class_names))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_xticks(np.arange(C + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(C + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", linewidth=1)
+    ax.tick_params(which="minor", length=0)
+    ax.set_title(title or f"confusion matrix ({int(cm.sum())} images)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability_diagram(edges, count, accuracy, confidence, ece: float,
+                             title: str | None = None):
+    """Reliability diagram: accuracy per confidence bin against the diagonal, bin counts below.
+
+    edges (B + 1,), count (B,), accuracy / confidence (B,) (nan in empty bins).
+    """
+    edges, count, accuracy, confidence = (np.asarray(t, dtype=np.float64)
+                                          for t in (edges, count, accuracy, confidence))
+    width = np.diff(edges)
+    full = count > 0
+    fig, (ax, axc) = plt.subplots(2, 1, figsize=(5.5, 6.2), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1.3]})
+    ax.bar(edges[:-1][full], accuracy[full], width=width[full], align="edge", color="#4c78a8",
+           edgecolor="white", linewidth=0.8, label="accuracy in the bin")
+    lo = np.minimum(accuracy[full], confidence[full])
+    ax.bar(edges[:-1][full], np.abs(confidence[full] - accuracy[full]), bottom=lo,
+           width=width[full], align="edge", fill=False, edgecolor="#d62728", hatch="///",
+           linewidth=0.8, label="gap to the bin's mean confidence")
+    ax.plot([0, 1], [0, 1], "--", color="#444444", linewidth=1.2, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.grid(True, alpha=0.3)
+    legend = ax.legend(loc="best", fontsize=8, framealpha=0.95,
+                       title=f"ECE = {ece:.4f} ({len(count)} bins, {int(count.sum())} images)")
+    legend.get_title().set_fontsize(9)
+    ax.set_title(title or "reliability diagram (top probability)")
+    axc.bar(edges[:-1], count, width=width, align="edge", color="#9d9d9d", edgecolor="white",
+            linewidth=0.8)
+    for left, w, n in zip(edges[:-1], width, count):
+        if n:
+            axc.text(left + w / 2, n, f"{int(n)}", ha="center", va="bottom", fontsize=6.5,
+                     rotation=90 if len(count) > 10 else 0)
+    axc.set_yscale("log")
+    axc.set_ylim(0.8, max(count.max(), 1) * 8)
+    axc.set_ylabel("images (log)")
+    axc.set_xlabel("confidence (largest probability)")
+    axc.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mistakes(images, true_labels: Sequence[str], pred_labels: Sequence[str],
+                  probs: Sequence[float], num_cols: int = 8):
+    """Wrong predictions (N, H, W) titled "true / predicted / probability"; the Figure."""
+    titles = [f"true: {t}\npred: {p}\np = {q:.3f}"
+              for t, p, q in zip(true_labels, pred_labels, probs)]
+    fig = plot_image_grid(images, titles, num_cols=num_cols, scale=1.7)
+    for ax in fig.axes:
+        ax.title.set_fontsize(8.5)
+        ax.title.set_color("#b00020")
+    fig.tight_layout()
+    return fig
+
+
 # colours of the lecture's loss pictures
 LOSS_COLOR, GRAD_COLOR, LIKELIHOOD_COLOR = "tab:blue", "tab:orange", "tab:green"
 JUMP = 0.25  # a gradient step larger than this between neighbouring points is drawn as a gap
