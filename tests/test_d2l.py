@@ -58,14 +58,7 @@ def signature(obj) -> str:
     return "(" + ", ".join(parts) + ")"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny matmuls: on a busy 2-core machine torch's intra-op threads spin against each other and
-    # make them ~10x slower. Results do not depend on the thread count.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -23,15 +23,7 @@ import softmaxlab
 from softmaxlab import functional as F
 from softmaxlab.estimator import SoftmaxRegression, _loss_and_grad
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # These problems are tiny; on a busy 2-core machine torch's intra-op threads spin against
-    # each other and make every matmul ~10x slower. Results do not depend on the thread count.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

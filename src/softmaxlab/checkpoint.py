@@ -92,7 +92,8 @@ def write_config(run_dir: Path, session: Session, data_dir: str | None = None) -
                     "num_classes": ds.num_classes, "train_size": len(ds),
                     "val_size": 0 if session.val is None else len(session.val),
                     "test_size": len(session.test)},
-        "data_dir": data_dir,
+        # absolute, so `evaluate` / `--resume` find the data from any working folder
+        "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
     })
 
 

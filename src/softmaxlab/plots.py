@@ -83,6 +83,7 @@ def plot_curves(history: Sequence[dict], title: str | None = None):
             ax.plot(epochs, [row[key] for row in history], fmt, label=label, marker="o",
                     markersize=3)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlim(min(epochs, default=1) - 0.2, max(epochs, default=1) + 0.2)
     ax.grid(True, alpha=0.3)
     ax.legend()

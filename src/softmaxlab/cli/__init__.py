@@ -14,7 +14,7 @@ import sys
 from .. import __version__
 
 # command modules, in the order `softmaxlab --help` lists them
-COMMANDS = ["train", "show", "evaluate", "report", "losses"]
+COMMANDS = ["train", "evaluate", "predict", "report", "show", "losses"]
 
 
 def build_parser() -> argparse.ArgumentParser:

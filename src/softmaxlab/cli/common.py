@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -20,44 +21,27 @@ def user_errors() -> tuple[type[BaseException], ...]:
             PermissionError, IsADirectoryError, NotADirectoryError)
 
 
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} is not allowed; it must be >= 1")
-    return v
+def _number(kind: type, minimum: float, inclusive: bool):
+    """An argparse type: a finite ``kind`` (int/float) >= ``minimum`` (> when not inclusive)."""
+    bound = f"{'>=' if inclusive else '>'} {minimum:g}"
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+        if not (math.isfinite(v) and (v >= minimum if inclusive else v > minimum)):
+            raise argparse.ArgumentTypeError(f"{v} is not allowed; it must be a number {bound}")
+        return v
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} is not allowed; it must be >= 0")
-    return v
-
-
-def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not (v > 0 and v != float("inf")):
-        raise argparse.ArgumentTypeError(f"{v} is not allowed; it must be a number > 0")
-    return v
-
-
-def nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not (v >= 0 and v != float("inf")):
-        raise argparse.ArgumentTypeError(f"{v} is not allowed; it must be a number >= 0")
-    return v
+positive_int = _number(int, 1, inclusive=True)
+nonneg_int = _number(int, 0, inclusive=True)
+positive_float = _number(float, 0, inclusive=False)
+nonneg_float = _number(float, 0, inclusive=True)
 
 
 def add_data_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
@@ -68,8 +52,9 @@ def add_data_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
     g.add_argument("--data-dir", metavar="DIR", default=None,
                    help="use only DIR, which holds the four IDX files (.gz or raw), downloading "
                         "missing ones into it (default: $SOFTMAXLAB_DATA, else look in "
-                        "~/.cache/softmaxlab/<dataset>, /usr/share/datasets/<dataset>, "
-                        "./data/<Name>/raw, ../data/<Name>/raw, then download into the cache)")
+                        "~/.cache/softmaxlab/<dataset>, /usr/share/datasets/fashion-mnist (Debian's "
+                        "dataset-fashion-mnist), ./data/<Name>/raw, ../data/<Name>/raw, then "
+                        "download into the cache)")
     g.add_argument("--mirror", metavar="URL", default=None,
                    help="download from URL instead of the known mirrors (default: "
                         "$SOFTMAXLAB_MIRROR, else the dataset's mirrors in order)")

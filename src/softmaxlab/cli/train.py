@@ -28,13 +28,13 @@ RUN_OPTIONS = ("impl", "loss", "epochs", "batch_size", "lr", "seed", "dataset", 
                "momentum", "weight_decay", "lr_schedule", "standardize", "val_split", "augment",
                "lbfgs_iters")
 
-# `--recipe best`: the best linear model on raw pixels we found, chosen on a validation split
-# (see README "Recipes"); explicit options override it.
+# `--recipe best`: the best linear model on raw pixels we found, chosen by mean validation accuracy
+# over 3 seeds with `--val-split 10000` (never on the test set; README "Recipes" has the search).
+# Explicit options override it.
 RECIPES = {
     "chapter": {},
-    "best": {"impl": "scratch", "optimizer": "sgd", "epochs": 30, "batch_size": 256, "lr": 0.05,
-             "momentum": 0.9, "weight_decay": 1e-4, "lr_schedule": "cosine", "standardize": False,
-             "augment": True},
+    "best": {"impl": "scratch", "optimizer": "sgd", "epochs": 20, "batch_size": 256, "lr": 0.1,
+             "momentum": 0.9, "weight_decay": 1e-4, "lr_schedule": "cosine"},
 }
 
 
@@ -87,8 +87,8 @@ def register(sub) -> None:
                    help="inner L-BFGS iterations per outer step (default: 20)")
     t.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="a preset of the options above; explicit options override it. best: "
-                        "SGD momentum 0.9, cosine lr 0.05, weight decay 1e-4, 1-pixel shifts, 30 "
-                        "epochs (default: chapter, i.e. no preset)")
+                        "20 epochs of SGD with momentum 0.9, lr 0.1 on a cosine schedule, weight "
+                        "decay 1e-4 (default: chapter, i.e. no preset)")
     t.add_argument("--threads", type=positive_int, default=None,
                    help=f"CPU threads for torch (default: the cores available, here "
                         f"{default_threads()})")

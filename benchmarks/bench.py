@@ -1,0 +1,215 @@
+"""Side-by-side benchmark: softmaxlab vs the peers, every comparison measured in this one run.
+
+(a) the chapter's recipe: ours vs the book's per-sample PIL/ToTensor/DataLoader pipeline
+    (benchmarks/d2l_style.py), training passes alone and the whole command;
+(b) our per-epoch training pass vs the floor: one full-batch forward + weight-gradient matmul;
+(c) scikit-learn LogisticRegression() (lbfgs, C=1, max_iter=100, X/255) vs the training time ours
+    needs to reach its test accuracy, and vs `--recipe best`;
+(d) peak resident memory of a default `softmaxlab train`, next to `import torch` alone;
+(e) prediction throughput on the 10,000 test images.
+
+Usage: python benchmarks/bench.py [--threads 2] [--repeats 3] [--quick] [--out BENCHMARKS.md]
+(`make bench` installs scikit-learn and runs it). Prints one table and writes it to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import d2l_style
+
+from softmaxlab.checkpoint import load_trained
+from softmaxlab.data import load_dataset
+from softmaxlab.runner import Session, TrainConfig
+
+
+def timed_command(cmd: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (KiB) of the child and its stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, peak if peak > before else -1, r.stdout
+
+
+def peak_rss_kib(cmd: list[str]) -> int:
+    """Peak RSS of one command, in a fresh child so earlier children do not mask it."""
+    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+            "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True,
+                         check=True).stdout
+    return int(out.strip())
+
+
+def floor_seconds(train, threads: int, repeats: int = 10) -> float:
+    """min over repeats of: o = X W + b and X^T G over the whole training set (float32)."""
+    X = train.to_float().reshape(len(train), -1)
+    W, b = torch.randn(X.shape[1], 10) * 0.01, torch.zeros(10)
+    G = torch.randn(len(train), 10)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.addmm(b, X, W)
+        torch.mm(X.t(), G)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def ours(train, test, config: TrainConfig, repeats: int) -> dict:
+    """Train ``config`` ``repeats`` times; the median run's history and timings."""
+    runs = []
+    for _ in range(repeats):
+        s = Session(config, train, test)
+        h = s.fit()
+        runs.append({"history": h, "train_seconds": sum(r["seconds"] for r in h),
+                     "epoch_seconds": statistics.median(r["seconds"] for r in h)})
+    runs.sort(key=lambda r: r["train_seconds"])
+    return runs[len(runs) // 2]
+
+
+def time_to_reach(history: list[dict], target: float) -> tuple[float | None, int | None]:
+    """Cumulative training seconds until the first epoch whose test_acc >= target."""
+    total = 0.0
+    for row in history:
+        total += row["seconds"]
+        if row["test_acc"] >= target:
+            return total, row["epoch"]
+    return None, None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="softmaxlab vs its peers, side by side")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for every side")
+    p.add_argument("--repeats", type=int, default=3, help="repeats of the fast side (median)")
+    p.add_argument("--quick", action="store_true",
+                   help="skip the slow peers (d2l workers=4 and scikit-learn)")
+    p.add_argument("--out", default=str(HERE.parent / "BENCHMARKS.md"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rows: list[tuple[str, str, str]] = []
+    train, test = load_dataset()
+    sm = [sys.executable, "-m", "softmaxlab"]
+
+    # (a) the chapter's recipe
+    chapter = ours(train, test, TrainConfig(), args.repeats)
+    peers = {}
+    for workers in ((0,) if args.quick else (4, 0)):
+        peers[workers] = d2l_style.run(train.images, train.labels, test.images, test.labels,
+                                       workers)
+    tmp = Path(tempfile.mkdtemp(prefix="softmaxlab-bench-"))
+    cmd_ours = [*sm, "train", "--threads", str(args.threads), "--no-report", "--no-progress"]
+    whole_ours = statistics.median(
+        timed_command([*cmd_ours, "--out", str(tmp / f"run{i}")])[0] for i in range(args.repeats))
+    whole_peer = {}
+    for workers in peers:
+        wall, _, out = timed_command([sys.executable, str(HERE / "d2l_style.py"), "--workers",
+                                      str(workers), "--threads", str(args.threads)])
+        whole_peer[workers] = (wall, json.loads(out.strip().splitlines()[-1]))
+    last = chapter["history"][-1]
+    rows.append(("(a) ours: chapter recipe, training passes (10 epochs)",
+                 f"{chapter['train_seconds']:.3f} s", f"test acc {last['test_acc']:.4f}"))
+    rows.append(("(a) ours: whole `softmaxlab train` command", f"{whole_ours:.2f} s", ""))
+    for workers, peer in peers.items():
+        rows.append((f"(a) d2l-style, num_workers={workers}: training passes",
+                     f"{peer['train_seconds']:.2f} s",
+                     (f"test acc {peer['test_acc']:.4f}; ratio "
+                      f"**{peer['train_seconds'] / chapter['train_seconds']:.0f}x**")))
+        wall, res = whole_peer[workers]
+        rows.append((f"(a) d2l-style, num_workers={workers}: whole command", f"{wall:.2f} s",
+                     f"test acc {res['test_acc']:.4f}; ratio **{wall / whole_ours:.1f}x**"))
+
+    # (b) per-epoch vs the floor
+    floor = floor_seconds(train, args.threads)
+    rows.append(("(b) floor: full-batch forward + weight-gradient matmul", f"{floor * 1e3:.1f} ms",
+                 "min of 10"))
+    rows.append(("(b) ours: one training epoch (median)",
+                 f"{chapter['epoch_seconds'] * 1e3:.1f} ms",
+                 f"ratio to floor **{chapter['epoch_seconds'] / floor:.2f}x**"))
+
+    # (c) scikit-learn, and the best recipe
+    best_cfg = TrainConfig(**{k: v for k, v in _recipe("best").items()})
+    best = ours(train, test, best_cfg, 1)
+    best_last = best["history"][-1]
+    if not args.quick:
+        from sklearn.linear_model import LogisticRegression
+
+        Xtr = train.images.reshape(len(train), -1).numpy() / 255.0
+        Xte = test.images.reshape(len(test), -1).numpy() / 255.0
+        t0 = time.perf_counter()
+        clf = LogisticRegression(max_iter=100).fit(Xtr, train.labels.numpy())
+        sk_fit = time.perf_counter() - t0
+        sk_acc = float(clf.score(Xte, test.labels.numpy()))
+        rows.append(("(c) scikit-learn LogisticRegression() fit", f"{sk_fit:.1f} s",
+                     f"test acc {sk_acc:.4f}"))
+        reach, epoch = time_to_reach(best["history"], sk_acc)
+        if reach is None:
+            rows.append(("(c) ours (recipe best): time to reach scikit-learn's accuracy",
+                         "not reached", f"best {max(r['test_acc'] for r in best['history']):.4f}"))
+        else:
+            rows.append(("(c) ours (recipe best): time to reach scikit-learn's accuracy",
+                         f"{reach:.2f} s",
+                         f"epoch {epoch}; **1/{sk_fit / reach:.0f}** of its fit time"))
+    rows.append(("(c) ours: `--recipe best` training", f"{best['train_seconds']:.2f} s",
+                 f"test acc **{best_last['test_acc']:.4f}**"))
+
+    # (d) peak memory
+    rss_train = peak_rss_kib([*cmd_ours, "--out", str(tmp / "rss")])
+    rss_torch = peak_rss_kib([sys.executable, "-c", "import torch"])
+    rows.append(("(d) peak RSS: default `softmaxlab train`", f"{rss_train / 1024:.0f} MB",
+                 "target <= 512 MB"))
+    rows.append(("(d) peak RSS: `import torch` alone", f"{rss_torch / 1024:.0f} MB", ""))
+
+    # (e) prediction throughput
+    model = load_trained(tmp / "run0")
+    X = test.to_float()
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        model.predict_proba(test.to_float()).argmax(1)
+        times.append(time.perf_counter() - t0)
+    t = statistics.median(times)
+    rows.append(("(e) prediction, 10,000 test images (uint8 -> probabilities)",
+                 f"{t * 1e3:.1f} ms", f"{len(X) / t:,.0f} images/s"))
+
+    table = _table(rows)
+    print(table)
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+               f"torch {torch.__version__}, {args.threads} threads")
+    text = (f"# Benchmarks\n\nMachine: {machine}. Date: {time.strftime('%Y-%m-%d')}.\n\n"
+            f"Command: `python benchmarks/bench.py --threads {args.threads} --repeats "
+            f"{args.repeats}{' --quick' if args.quick else ''}` (or `make bench`).\n\n{table}\n")
+    Path(args.out).write_text(text)
+    print(f"\nwrote {args.out}")
+
+
+def _recipe(name: str) -> dict:
+    from softmaxlab.cli.train import RECIPES
+
+    return RECIPES[name]
+
+
+def _table(rows: list[tuple[str, str, str]]) -> str:
+    lines = ["| measurement | value | notes |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
