@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# scikit-learn's check_estimator tests array-API inputs only when scipy's array API support is on;
+# it must be set before scipy is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 from softmaxlab.data import SPECS, write_idx
 from softmaxlab.data.specs import ROLES
 
