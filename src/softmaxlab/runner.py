@@ -19,7 +19,7 @@ import torch
 from .data import ImageDataset
 from .data.datasets import epoch_permutation
 from .models import ScratchSoftmaxRegression, create_model
-from .train import Loss, evaluate_accuracy, get_loss, sgd, train_epoch
+from .train import Loss, evaluate_accuracy, get_loss, train_epoch
 
 IMPLS = ("scratch", "concise")
 OPTIMIZERS = ("sgd", "lbfgs")
@@ -192,7 +192,10 @@ class Session:
             state = {"lr": c.learning_rate}
 
             def updater(batch_size: int) -> None:
-                sgd(self.params, state["lr"], batch_size)
+                # the chapter's sgd without zeroing: the model's backward overwrites .grad
+                with torch.no_grad():
+                    for p in self.params:
+                        p.sub_(p.grad, alpha=state["lr"] / batch_size)
 
             updater.state = state  # type: ignore[attr-defined]
             return None, updater
@@ -219,7 +222,8 @@ class Session:
         if c.augment:
             state = np.random.SeedSequence([c.seed, epoch, 1]).generate_state(1)[0]
             gen = torch.Generator().manual_seed(int(state))
-        for X, y in self.train.batches(c.batch_size, shuffle=True, seed=c.seed, epoch=epoch):
+        for X, y in self.train.batches(c.batch_size, shuffle=True, seed=c.seed, epoch=epoch,
+                                       reuse=True):
             if gen is not None:
                 X = shift_batch(X, gen)
             yield self.transform(X), y
@@ -257,9 +261,10 @@ class Session:
             self.optimizer.zero_grad()
             if scratch:
                 with torch.no_grad():
-                    o = self.model(X)
-                    loss = self.loss.value(o, y).mean()
-                    self.model.backward(X, self.loss.grad(o, y), scale=1.0 / len(y))
+                    l, d_t = self.loss.value_and_grad(self.model.scores_t(X), y, 0)
+                    loss = l.mean()
+                    self.model.backward(X, d_t.t(), scale=1.0 / len(y))
+                    W.grad = W.grad.contiguous()  # L-BFGS flattens gradients with view(-1)
                     if wd:
                         loss = loss + 0.5 * wd * (W * W).sum()
                         W.grad.add_(W, alpha=wd)

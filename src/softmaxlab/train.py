@@ -28,8 +28,9 @@ class Loss:
     name: str
     value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, C), (N,) -> (N,)
     grad: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, C), (N,) -> (N, C)
-    # both at once, sharing the work, without label checks: the training loop's hot path
-    value_and_grad: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    # both at once, sharing the work, without label checks, with the class dimension as the last
+    # argument (0 for class-major scores (C, N)): the training loop's hot path
+    value_and_grad: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
     default_lr: float
     help: str
 
@@ -118,29 +119,36 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
         model.train()
     is_optimizer = isinstance(updater, torch.optim.Optimizer)
     scratch = isinstance(model, ScratchSoftmaxRegression)
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    correct = torch.zeros((), dtype=torch.int64)
-    n = 0
-    for X, y in batches:
-        if scratch:
-            with torch.no_grad():
-                o = model(X)
-                l, dscores = loss.value_and_grad(o, y)
-                model.backward(X, dscores, scale=1.0 / len(y) if is_optimizer else 1.0)
-        else:
-            o = model(X)
-            l = loss.value(o, y)
-            if is_optimizer:
-                updater.zero_grad()
-                l.mean().backward()
+    # per-batch losses and predictions are kept and reduced once at the end: no extra kernels,
+    # syncs or float() per batch
+    losses: list[torch.Tensor] = []
+    preds: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    with torch.set_grad_enabled(not scratch):  # the scratch model's gradients are written out
+        for X, y in batches:
+            if scratch:
+                o_t = model.scores_t(X)  # (C, B): the layout the small kernels are fast on
+                l, d_t = loss.value_and_grad(o_t, y, 0)
+                model.backward(X, d_t.t(), scale=1.0 / len(y) if is_optimizer else 1.0)
+                pred = o_t.max(0).indices
             else:
-                l.sum().backward()
-        if is_optimizer:
-            updater.step()
-        else:
-            updater(len(y))
-        with torch.no_grad():
-            loss_sum += l.sum()
-            correct += (o.argmax(1) == y).sum()
-        n += len(y)
-    return float(loss_sum) / n, int(correct) / n
+                o = model(X)
+                l = loss.value(o, y)
+                if is_optimizer:
+                    updater.zero_grad()
+                    l.mean().backward()
+                else:
+                    l.sum().backward()
+                pred = o.detach().argmax(1)
+            if is_optimizer:
+                updater.step()
+            else:
+                updater(len(y))
+            losses.append(l.detach())
+            preds.append(pred)
+            labels.append(y)
+    if not losses:
+        raise ValueError("no training batches: the training split is empty")
+    n = sum(len(y) for y in labels)
+    correct = int((torch.cat(preds) == torch.cat(labels)).sum())
+    return float(torch.cat(losses).double().sum()) / n, correct / n

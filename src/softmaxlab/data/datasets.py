@@ -77,10 +77,24 @@ class ImageDataset:
         """The examples at ``index`` (a slice shares memory)."""
         return ImageDataset(self.images[index], self.labels[index], self.class_names, self.name)
 
-    def to_float(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
-        """Images (at ``index``) as float32 (B, 1, H, W) in [0, 1]: exactly ``x / 255``."""
-        x = self.images if index is None else self.images[index]
-        return x.unsqueeze(1).to(torch.float32).div_(255.0)
+    def to_float(self, index: torch.Tensor | slice | None = None,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (at ``index``) as float32 (B, 1, H, W) in [0, 1]: exactly ``x / 255``.
+
+        ``out``: a float32 buffer of at least B images to write into (its first B are returned).
+        """
+        if index is None:
+            x = self.images
+        elif isinstance(index, torch.Tensor):
+            x = self.images.index_select(0, index)  # ~10x faster than images[index] for a batch
+        else:
+            x = self.images[index]
+        if out is None:
+            return x.unsqueeze(1).to(torch.float32).div_(255.0)
+        # a fresh 0.8 MB float batch costs page faults on every allocation; a reused buffer not
+        dest = out[:len(x)]
+        dest.view_as(x).copy_(x)
+        return dest.div_(255.0)
 
     def batches(
         self,
@@ -89,8 +103,12 @@ class ImageDataset:
         seed: int = 0,
         epoch: int = 0,
         resize: Size | None = None,
+        reuse: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(X float32 (B, 1, H, W) in [0, 1], y int64 (B,))``; the last batch may be short.
+
+        With ``reuse`` every X is written into one buffer, overwritten by the next batch (for a
+        loop that is done with a batch before it asks for the next: the training loop).
 
         Without ``shuffle`` the order is the dataset's. With it the order is one permutation
         drawn from ``(seed, epoch)``, so an epoch's batches are the same whenever that epoch is
@@ -102,14 +120,15 @@ class ImageDataset:
             _check_size(resize)
         n = len(self)
         order = epoch_permutation(n, seed, epoch) if shuffle else None
+        buffer = (torch.empty(min(batch_size, n), 1, *self.image_shape) if reuse and n else None)
         for start in range(0, n, batch_size):
             if order is None:
                 idx: torch.Tensor | slice = slice(start, start + batch_size)
                 y = self.labels[idx].clone()  # a copy: the caller may change y in place
             else:
                 idx = order[start:start + batch_size]
-                y = self.labels[idx]
-            x = self.to_float(idx)
+                y = self.labels.index_select(0, idx)
+            x = self.to_float(idx, buffer)
             if resize is not None:
                 x = resize_images(x, resize)
             yield x, y
