@@ -50,9 +50,9 @@ def show_images(imgs, num_rows: int, num_cols: int, titles: Sequence[str] | None
     _, axes = plt.subplots(num_rows, num_cols, figsize=figsize, squeeze=False)
     axes = axes.flatten()
     for i, (ax, img) in enumerate(zip(axes, imgs)):
-        ax.imshow(_as_image(img), cmap="gray" if _as_image(img).ndim == 2 else None)
-        ax.axes.get_xaxis().set_visible(False)
-        ax.axes.get_yaxis().set_visible(False)
+        img = _as_image(img)
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        ax.set_axis_off()
         if titles is not None and i < len(titles):
             ax.set_title(titles[i], fontsize=9)
     for ax in axes[len(imgs):]:

@@ -190,7 +190,7 @@ def _config_section(config: dict, dataset: dict, class_names) -> str:
     )
 
 
-def _training_section(history: list[dict]) -> str:
+def _training_section(history: list[dict], png: bytes | None = None) -> str:
     from .plots import plot_curves
 
     if not history:
@@ -198,7 +198,7 @@ def _training_section(history: list[dict]) -> str:
                                     "draw).</p>")
     return _section(
         "Training",
-        _figure(plot_curves(history), "training curves"),
+        _img(png, "training curves") if png else _figure(plot_curves(history), "training curves"),
         _caption("train loss and accuracy (means over each epoch) and test accuracy after each "
                  "epoch."),
         f"<details><summary>per-epoch history</summary>{_history_table(history)}</details>",
@@ -231,15 +231,16 @@ def _calibration_section(ev: Evaluation, figures: dict) -> str:
     )
 
 
-def _samples_section(ev: Evaluation) -> str:
+def _samples_section(ev: Evaluation, png: bytes | None = None) -> str:
     from .plots import plot_predictions
 
     names, k = ev.class_names, min(N_PREDICTIONS, ev.n)
-    fig = plot_predictions(ev.images[:k], [names[int(i)] for i in ev.labels[:k]],
-                           [names[int(i)] for i in ev.pred[:k]])
+    if png is None:
+        fig = plot_predictions(ev.images[:k], [names[int(i)] for i in ev.labels[:k]],
+                               [names[int(i)] for i in ev.pred[:k]])
     return _section(
         "Sample predictions",
-        _figure(fig, "sample predictions"),
+        _img(png, "sample predictions") if png else _figure(fig, "sample predictions"),
         _caption(f"the first {k} test images, titled true / predicted class; wrong ones in red."),
     )
 
@@ -255,8 +256,14 @@ def _mistakes_section(figures: dict) -> str:
     )
 
 
-def render_report(run_cfg: dict, history: list[dict], ev: Evaluation, title: str) -> str:
-    """The report's HTML text for a run: its config.json ``run_cfg``, history and evaluation."""
+def render_report(run_cfg: dict, history: list[dict], ev: Evaluation, title: str,
+                  pictures: dict[str, bytes] | None = None) -> str:
+    """The report's HTML text for a run: its config.json ``run_cfg``, history and evaluation.
+
+    ``pictures``: PNG bytes already drawn for the run (``curves``, ``predictions``: the run
+    folder's curves.png / predictions.png) to embed instead of drawing them again.
+    """
+    pictures = pictures or {}
     config, dataset = dict(run_cfg.get("config", {})), run_cfg.get("dataset", {})
     if config.get("lr") is None:
         config["lr"] = f"{TrainConfig.from_dict(config).learning_rate:g} (the loss's default)"
@@ -275,10 +282,10 @@ def render_report(run_cfg: dict, history: list[dict], ev: Evaluation, title: str
         _cards(history, ev),
         note,
         _config_section(config, dataset, ev.class_names),
-        _training_section(history),
+        _training_section(history, pictures.get("curves")),
         _test_section(ev, figures),
         _calibration_section(ev, figures),
-        _samples_section(ev),
+        _samples_section(ev, pictures.get("predictions")),
         _mistakes_section(figures),
         f"<footer>{escape(footer)}</footer>",
         "</main></body></html>",
@@ -293,4 +300,7 @@ def write_report(run_dir: str | os.PathLike, test: ImageDataset) -> Path:
     history = read_history(run_dir)
     ev = evaluate(load_trained(run_dir), test)
     title = f"softmaxlab run {run_dir.resolve().name}"
-    return write_text(run_dir / REPORT_FILE, render_report(run_cfg, history, ev, title))
+    # the run's own pictures, drawn by `train` from the same history and test images
+    pictures = {name: (run_dir / f"{name}.png").read_bytes() for name in ("curves", "predictions")
+                if (run_dir / f"{name}.png").is_file()}
+    return write_text(run_dir / REPORT_FILE, render_report(run_cfg, history, ev, title, pictures))
