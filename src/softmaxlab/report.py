@@ -27,6 +27,7 @@ from .runner import TrainConfig
 
 REPORT_FILE = "report.html"
 DPI = 144  # figures are rendered at this dpi and shown at 100 dpi size: sharp on dense screens
+RUN_PICTURE_DPI = 100  # the dpi of the run folder's curves.png / predictions.png (save_figure's)
 CSP = ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
        "img-src data:; style-src 'unsafe-inline'\">")
 
@@ -79,10 +80,10 @@ def read_history(run_dir: str | os.PathLike) -> list[dict]:
     return history
 
 
-def _img(png: bytes, alt: str) -> str:
-    """An <img> of PNG bytes as a data: URI, sized as it would be at 100 dpi."""
+def _img(png: bytes, alt: str, dpi: int = DPI) -> str:
+    """An <img> of PNG bytes drawn at ``dpi`` as a data: URI, sized as it would be at 100 dpi."""
     width, height = struct.unpack(">II", png[16:24])  # the PNG's IHDR chunk
-    scale = 100 / DPI
+    scale = 100 / dpi
     data = base64.b64encode(png).decode("ascii")
     return (f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}" '
             f'width="{round(width * scale)}" height="{round(height * scale)}">')
@@ -198,7 +199,8 @@ def _training_section(history: list[dict], png: bytes | None = None) -> str:
                                     "draw).</p>")
     return _section(
         "Training",
-        _img(png, "training curves") if png else _figure(plot_curves(history), "training curves"),
+        (_img(png, "training curves", dpi=RUN_PICTURE_DPI) if png
+         else _figure(plot_curves(history), "training curves")),
         _caption("train loss and accuracy (means over each epoch) and test accuracy after each "
                  "epoch."),
         f"<details><summary>per-epoch history</summary>{_history_table(history)}</details>",
@@ -240,7 +242,8 @@ def _samples_section(ev: Evaluation, png: bytes | None = None) -> str:
                                [names[int(i)] for i in ev.pred[:k]])
     return _section(
         "Sample predictions",
-        _img(png, "sample predictions") if png else _figure(fig, "sample predictions"),
+        (_img(png, "sample predictions", dpi=RUN_PICTURE_DPI) if png
+         else _figure(fig, "sample predictions")),
         _caption(f"the first {k} test images, titled true / predicted class; wrong ones in red."),
     )
 
