@@ -84,6 +84,17 @@ class ScratchSoftmaxRegression:
             gb.mul_(scale)
         self.W.grad, self.b.grad = gW, gb
 
+    def sgd_step(self, X: torch.Tensor, dscores: torch.Tensor, step: float) -> None:
+        """W -= step * X^T dS, b -= step * sum(dS): an SGD step on the gradient of
+        sum(dscores * scores), folded into the backward matmul (no gradient tensors).
+
+        X (N, D...), dscores (N, C); ``step`` = lr / batch size gives the chapter's ``sgd``.
+        """
+        X2 = X.reshape(-1, self.num_inputs)
+        with torch.no_grad():
+            self.W.t().addmm_(dscores.t(), X2, alpha=-step)  # W.t() is contiguous (C, D)
+            self.b.sub_(dscores.sum(0), alpha=step)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"W": self.W.detach(), "b": self.b.detach()}
 

@@ -19,7 +19,7 @@ import torch
 from .data import ImageDataset
 from .data.datasets import epoch_permutation
 from .models import ScratchSoftmaxRegression, create_model
-from .train import Loss, evaluate_accuracy, get_loss, train_epoch
+from .train import SGD, Loss, evaluate_accuracy, get_loss, train_epoch
 
 IMPLS = ("scratch", "concise")
 OPTIMIZERS = ("sgd", "lbfgs")
@@ -188,24 +188,15 @@ class Session:
                                     tolerance_grad=1e-9, tolerance_change=1e-12)
             return opt, opt
         if c.impl == "scratch" and c.momentum == 0 and c.weight_decay == 0:
-            # the chapter's path: a custom updater called with the batch size
-            state = {"lr": c.learning_rate}
-
-            def updater(batch_size: int) -> None:
-                # the chapter's sgd without zeroing: the model's backward overwrites .grad
-                with torch.no_grad():
-                    for p in self.params:
-                        p.sub_(p.grad, alpha=state["lr"] / batch_size)
-
-            updater.state = state  # type: ignore[attr-defined]
-            return None, updater
+            # the chapter's path: a custom updater (its sgd), folded into the backward pass
+            return None, SGD(self.params, c.learning_rate)
         opt = torch.optim.SGD(self.params, lr=c.learning_rate, momentum=c.momentum,
                               weight_decay=c.weight_decay)
         return opt, opt
 
     def set_lr(self, lr: float) -> None:
         if self.optimizer is None:
-            self.updater.state["lr"] = lr
+            self.updater.lr = lr
         elif self.config.optimizer == "sgd":
             for group in self.optimizer.param_groups:
                 group["lr"] = lr

@@ -71,6 +71,21 @@ def sgd(params: Sequence[torch.Tensor], lr: float, batch_size: int) -> None:
             param.grad.zero_()
 
 
+class SGD:
+    """The chapter's minibatch SGD as an updater object: ``updater(batch_size)`` runs ``sgd``.
+
+    With the from-scratch model the training loop folds the step into the backward matmul
+    instead (``ScratchSoftmaxRegression.sgd_step``: W -= (lr / B) X^T dS in one BLAS call, no
+    gradient tensors); the result is the same step.
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], lr: float) -> None:
+        self.params, self.lr = list(params), lr
+
+    def __call__(self, batch_size: int) -> None:
+        sgd(self.params, self.lr, batch_size)
+
+
 def accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
     """The number of correct predictions (a count, as in the chapter). y_hat (N, C) or (N,)."""
     if y_hat.ndim > 1 and y_hat.shape[1] > 1:
@@ -119,36 +134,40 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
         model.train()
     is_optimizer = isinstance(updater, torch.optim.Optimizer)
     scratch = isinstance(model, ScratchSoftmaxRegression)
-    # per-batch losses and predictions are kept and reduced once at the end: no extra kernels,
-    # syncs or float() per batch
+    fused = scratch and isinstance(updater, SGD)
+    # per-batch losses and class-major scores are kept and reduced once at the end: no extra
+    # kernels, syncs or float() per batch
     losses: list[torch.Tensor] = []
-    preds: list[torch.Tensor] = []
+    scores: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
     with torch.set_grad_enabled(not scratch):  # the scratch model's gradients are written out
         for X, y in batches:
             if scratch:
                 o_t = model.scores_t(X)  # (C, B): the layout the small kernels are fast on
                 l, d_t = loss.value_and_grad(o_t, y, 0)
-                model.backward(X, d_t.t(), scale=1.0 / len(y) if is_optimizer else 1.0)
-                pred = o_t.max(0).indices
+                if fused:
+                    model.sgd_step(X, d_t.t(), updater.lr / len(y))
+                else:
+                    model.backward(X, d_t.t(), scale=1.0 / len(y) if is_optimizer else 1.0)
             else:
                 o = model(X)
+                o_t = o.detach().t()
                 l = loss.value(o, y)
                 if is_optimizer:
                     updater.zero_grad()
                     l.mean().backward()
                 else:
                     l.sum().backward()
-                pred = o.detach().argmax(1)
             if is_optimizer:
                 updater.step()
-            else:
+            elif not fused:
                 updater(len(y))
             losses.append(l.detach())
-            preds.append(pred)
+            scores.append(o_t)
             labels.append(y)
     if not losses:
         raise ValueError("no training batches: the training split is empty")
-    n = sum(len(y) for y in labels)
-    correct = int((torch.cat(preds) == torch.cat(labels)).sum())
+    y = torch.cat(labels)
+    correct = int((torch.cat(scores, dim=1).max(0).indices == y).sum())
+    n = len(y)
     return float(torch.cat(losses).double().sum()) / n, correct / n
