@@ -41,7 +41,7 @@ from . import functional as F
 from . import train as _train
 from .data import BatchLoader, ImageDataset, get_spec, load_dataset, locate, text_labels
 from .fsutil import atomic_path
-from .plots import plot_predictions, plt
+from .plots import plt
 from .plots import show_images as _show_images
 from .train import Accumulator, accuracy, sgd
 
@@ -329,6 +329,10 @@ def predict_ch3(net, test_iter, n=6) -> None:
     X, y = next(iter(test_iter))
     with torch.no_grad():
         preds = net(X).argmax(dim=1)
-    fig = plot_predictions(X[:n, 0], get_fashion_mnist_labels(y[:n]),
-                           get_fashion_mnist_labels(preds[:n]), num_cols=n)
-    _publish(fig, "predict_ch3.png", "predict_ch3")
+    trues, guesses = get_fashion_mnist_labels(y[:n]), get_fashion_mnist_labels(preds[:n])
+    titles = [true + "\n" + pred for true, pred in zip(trues, guesses)]
+    axes = _show_images(X[:n, 0], 1, n, titles=titles)
+    for ax, true, pred in zip(axes, trues, guesses):
+        if true != pred:
+            ax.title.set_color("red")
+    _publish(axes[0].figure, "predict_ch3.png", "predict_ch3")

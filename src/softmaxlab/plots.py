@@ -61,14 +61,38 @@ def show_images(imgs, num_rows: int, num_cols: int, titles: Sequence[str] | None
 
 
 def plot_image_grid(imgs, titles: Sequence[str] | None = None, num_cols: int = 9,
-                    scale: float = 1.5):
-    """A grid of images (N, H, W) with titles, ``num_cols`` wide; returns the Figure."""
-    n = len(imgs)
-    num_cols = max(1, min(num_cols, n))
-    num_rows = max(1, -(-n // num_cols))
-    axes = show_images(imgs, num_rows, num_cols, titles, scale)
-    fig = axes[0].figure
-    fig.tight_layout()
+                    scale: float = 1.5, colors: Sequence[str] | None = None,
+                    fontsize: float = 9):
+    """A grid of images (N, H, W) with titles, ``num_cols`` wide; returns the Figure.
+
+    Drawn as one mosaic in a single Axes with a text per tile (``colors``: one per title): several
+    times faster than a subplot per image. uint8 images are shown on 0..255, others on 0..1.
+    """
+    tiles = [_as_image(img) for img in imgs]
+    tiles = [t / 255.0 if t.dtype == np.uint8 else np.asarray(t, dtype=np.float64) for t in tiles]
+    n = len(tiles)
+    H, W = tiles[0].shape[:2]
+    cols = max(1, min(num_cols, n))
+    rows = max(1, -(-n // cols))
+    lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles else 0
+    # room above each tile for its title: a line is ~1.4 * fontsize points, a tile is scale inches
+    top = round(H * lines * 1.4 * fontsize / 72 / scale)
+    gap = max(1, W // 8)
+    cell_h, cell_w = top + H + gap, W + gap
+    mosaic = np.full((rows * cell_h, cols * cell_w) + tiles[0].shape[2:], np.nan)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, cols)
+        mosaic[r * cell_h + top:r * cell_h + top + H, c * cell_w:c * cell_w + W] = tile
+    fig = plt.figure(figsize=(cols * scale * cell_w / W, rows * scale * cell_h / W))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    cmap = plt.get_cmap("gray").with_extremes(bad="white")
+    ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, vmin=0, vmax=1,
+              interpolation="nearest")
+    for k, title in enumerate(titles or []):
+        r, c = divmod(k, cols)
+        ax.text(c * cell_w + W / 2, r * cell_h + top - 0.5, title, ha="center", va="bottom",
+                fontsize=fontsize, color=colors[k] if colors else "black")
     return fig
 
 
@@ -97,11 +121,8 @@ def plot_predictions(images, true_labels: Sequence[str], pred_labels: Sequence[s
                      num_cols: int = 9):
     """Images titled "true\\npredicted" (like predict_ch3), wrong ones in red; the Figure."""
     titles = [f"{t}\n{p}" for t, p in zip(true_labels, pred_labels)]
-    fig = plot_image_grid(images, titles, num_cols=num_cols)
-    for ax, t, p in zip(fig.axes, true_labels, pred_labels):
-        if t != p:
-            ax.title.set_color("red")
-    return fig
+    colors = ["black" if t == p else "red" for t, p in zip(true_labels, pred_labels)]
+    return plot_image_grid(images, titles, num_cols=num_cols, colors=colors)
 
 
 # ---------------------------------------------------------------------------- evaluation figures
@@ -195,12 +216,8 @@ def plot_mistakes(images, true_labels: Sequence[str], pred_labels: Sequence[str]
     """Wrong predictions (N, H, W) titled "true / predicted / probability"; the Figure."""
     titles = [f"true: {t}\npred: {p}\np = {q:.3f}"
               for t, p, q in zip(true_labels, pred_labels, probs)]
-    fig = plot_image_grid(images, titles, num_cols=num_cols, scale=1.7)
-    for ax in fig.axes:
-        ax.title.set_fontsize(8.5)
-        ax.title.set_color("#b00020")
-    fig.tight_layout()
-    return fig
+    return plot_image_grid(images, titles, num_cols=num_cols, scale=1.7,
+                           colors=["#b00020"] * len(titles), fontsize=8.5)
 
 
 # colours of the lecture's loss pictures
