@@ -17,7 +17,15 @@ from softmaxlab.cli import main
 from softmaxlab.data import ImageDataset, load_dataset
 from softmaxlab.models import ScratchSoftmaxRegression, create_model, init_params, weights
 from softmaxlab.runner import Session, Standardizer, TrainConfig, lr_at
-from softmaxlab.train import LOSSES, Accumulator, accuracy, evaluate_accuracy, sgd, train_epoch
+from softmaxlab.train import (
+    LOSSES,
+    SGD,
+    Accumulator,
+    accuracy,
+    evaluate_accuracy,
+    sgd,
+    train_epoch,
+)
 
 CLASSES = tuple(f"c{i}" for i in range(10))
 
@@ -108,6 +116,36 @@ def test_scratch_and_concise_end_an_epoch_equal(data):
     assert not torch.equal(W1, init_params(784, 10, 7)[0])  # it did train
     torch.testing.assert_close(W1, W2, rtol=0, atol=1e-5)
     torch.testing.assert_close(b1, b2, rtol=0, atol=1e-5)
+
+
+def test_scratch_momentum_and_weight_decay_match_torch_sgd(data):
+    """The scratch SGD (momentum, weight decay, folded into the backward) = torch.optim.SGD."""
+    train, test = data
+    config = {"epochs": 2, "batch_size": 64, "seed": 4, "momentum": 0.9, "weight_decay": 1e-3,
+              "lr_schedule": "cosine", "lr": 0.05}
+    ends = []
+    for impl in ("scratch", "concise"):
+        s = Session(TrainConfig(impl=impl, **config), train, test)
+        s.fit()
+        ends.append(final_weights(s))
+    (W1, b1), (W2, b2) = ends
+    torch.testing.assert_close(W1, W2, rtol=0, atol=1e-5)
+    torch.testing.assert_close(b1, b2, rtol=0, atol=1e-5)
+
+
+def test_sgd_updater_path_equals_its_fused_step(data):
+    train, _ = data
+    X, y = train.to_float(slice(0, 64)), train.labels[:64]
+    a, b = (create_model("scratch", 784, 10, seed=1) for _ in range(2))
+    opt_a, opt_b = SGD(a.parameters(), 0.1, 0.9, 1e-3), SGD(b.parameters(), 0.1, 0.9, 1e-3)
+    for _ in range(3):
+        _, d = LOSSES["ce"].value_and_grad(a(X), y, 1)
+        a.backward(X, d)
+        opt_a(len(y))
+        _, d = LOSSES["ce"].value_and_grad(b(X), y, 1)
+        opt_b.fused_step(b, X, d, len(y))
+    torch.testing.assert_close(weights(a)[0], weights(b)[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(weights(a)[1], weights(b)[1], rtol=0, atol=1e-6)
 
 
 def test_fast_path_equals_the_plain_chapter_loop(data):

@@ -105,8 +105,7 @@ def save_checkpoint(run_dir: str | os.PathLike, session: Session, history: list[
     _save_tensors(run_dir / "model.safetensors", model_tensors(session.model, session.standardizer),
                   meta)
     tensors: dict[str, torch.Tensor] = {}
-    opt_state = None if session.optimizer is None else _encode(session.optimizer.state_dict()["state"],
-                                                                 "state", tensors)
+    opt_state = _encode(session.optimizer.state_dict()["state"], "state", tensors)
     _save_tensors(run_dir / "optimizer.safetensors", tensors, meta)
     write_json(run_dir / "history.json", history)
     write_json(run_dir / "state.json", {"format": FORMAT, "epoch": len(history),
@@ -167,7 +166,7 @@ def restore_session(run_dir: str | os.PathLike, session: Session) -> list[dict]:
         else:
             session.model.W.copy_(W)
             session.model.b.copy_(b)
-    if session.optimizer is not None and state.get("optimizer_state") is not None:
+    if state.get("optimizer_state") is not None:
         sd = session.optimizer.state_dict()
         sd["state"] = _decode(state["optimizer_state"], opt)
         session.optimizer.load_state_dict(sd)

@@ -66,34 +66,35 @@ class ScratchSoftmaxRegression:
         o = self(X)
         return F.naive_softmax(o) if naive else F.softmax(o)
 
+    def accumulate_grad(self, X: torch.Tensor, dscores: torch.Tensor, out_w_t: torch.Tensor,
+                        out_b: torch.Tensor, beta: float = 1.0, alpha: float = 1.0) -> None:
+        """The backward pass, accumulated: out_w_t <- beta out_w_t + alpha dS^T X (C, D) and
+        out_b <- beta out_b + alpha sum(dS) (C,), in place, one BLAS call.
+
+        X (N, D...), dscores (N, C) = d loss / d scores per example (the gradient of
+        sum(dscores * scores)). With (out_w_t, out_b) = (W.t(), b), beta = 1 and alpha = -lr / N
+        this *is* an SGD step, with no gradient tensor in between.
+        """
+        X2 = X.reshape(-1, self.num_inputs)
+        out_w_t.addmm_(dscores.t(), X2, beta=beta, alpha=alpha)
+        if beta == 0:
+            out_b.zero_()
+        elif beta != 1:
+            out_b.mul_(beta)
+        out_b.add_(dscores.sum(0), alpha=alpha)
+
     def backward(self, X: torch.Tensor, dscores: torch.Tensor, scale: float = 1.0) -> None:
         """Set W.grad, b.grad to ``scale`` times the gradient of sum(dscores * scores).
 
         X (N, D...), dscores (N, C) = d loss / d scores per example. ``scale=1`` gives the gradient
-        of the summed loss (the chapter's ``l.sum().backward()``), ``1/N`` of the mean.
+        of the summed loss (the chapter's ``l.sum().backward()``), ``1/N`` of the mean. The
+        gradients are written into the existing ones when there are (no allocation per batch).
         """
-        X2 = X.reshape(-1, self.num_inputs)
         gW, gb = self.W.grad, self.b.grad
         if gW is None or gW.stride() != self.W.stride() or gb is None:
-            gW, gb = torch.empty_like(self.W), torch.empty_like(self.b)
-        # written into the existing gradients (same layout as W): no allocation per batch
-        torch.mm(dscores.t(), X2, out=gW.t())
-        torch.sum(dscores, 0, out=gb)
-        if scale != 1.0:
-            gW.mul_(scale)
-            gb.mul_(scale)
+            gW, gb = torch.empty_like(self.W), torch.empty_like(self.b)  # W's layout
+        self.accumulate_grad(X, dscores, gW.t(), gb, beta=0.0, alpha=scale)
         self.W.grad, self.b.grad = gW, gb
-
-    def sgd_step(self, X: torch.Tensor, dscores: torch.Tensor, step: float) -> None:
-        """W -= step * X^T dS, b -= step * sum(dS): an SGD step on the gradient of
-        sum(dscores * scores), folded into the backward matmul (no gradient tensors).
-
-        X (N, D...), dscores (N, C); ``step`` = lr / batch size gives the chapter's ``sgd``.
-        """
-        X2 = X.reshape(-1, self.num_inputs)
-        with torch.no_grad():
-            self.W.t().addmm_(dscores.t(), X2, alpha=-step)  # W.t() is contiguous (C, D)
-            self.b.sub_(dscores.sum(0), alpha=step)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"W": self.W.detach(), "b": self.b.detach()}

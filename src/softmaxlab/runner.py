@@ -175,28 +175,27 @@ class Session:
         self.model = create_model(config.impl, self.train.num_features, self.train.num_classes,
                                   config.seed)
         self.params: list[torch.Tensor] = list(self.model.parameters())
-        self.optimizer, self.updater = self._make_updater()
+        self.optimizer = self._make_optimizer()
         self._full_X: torch.Tensor | None = None
 
-    # ------------------------------------------------------------------ updaters
+    # ------------------------------------------------------------------ optimizers
 
-    def _make_updater(self):
+    def _make_optimizer(self) -> torch.optim.Optimizer | SGD:
         c = self.config
         if c.optimizer == "lbfgs":
-            opt = torch.optim.LBFGS(self.params, lr=1.0, max_iter=c.lbfgs_iters,
-                                    history_size=10, line_search_fn="strong_wolfe",
-                                    tolerance_grad=1e-9, tolerance_change=1e-12)
-            return opt, opt
-        if c.impl == "scratch" and c.momentum == 0 and c.weight_decay == 0:
+            return torch.optim.LBFGS(self.params, lr=1.0, max_iter=c.lbfgs_iters,
+                                     history_size=10, line_search_fn="strong_wolfe",
+                                     tolerance_grad=1e-9, tolerance_change=1e-12)
+        if c.impl == "scratch":
             # the chapter's path: a custom updater (its sgd), folded into the backward pass
-            return None, SGD(self.params, c.learning_rate)
-        opt = torch.optim.SGD(self.params, lr=c.learning_rate, momentum=c.momentum,
-                              weight_decay=c.weight_decay)
-        return opt, opt
+            return SGD(self.params, c.learning_rate, c.momentum, c.weight_decay)
+        # the concise path: a torch.optim.Optimizer
+        return torch.optim.SGD(self.params, lr=c.learning_rate, momentum=c.momentum,
+                               weight_decay=c.weight_decay)
 
     def set_lr(self, lr: float) -> None:
-        if self.optimizer is None:
-            self.updater.lr = lr
+        if isinstance(self.optimizer, SGD):
+            self.optimizer.lr = lr
         elif self.config.optimizer == "sgd":
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -234,7 +233,7 @@ class Session:
         batches: Iterable = self.train_batches(epoch)
         if wrap is not None:
             batches = wrap(batches, -(-len(self.train) // self.config.batch_size))
-        return train_epoch(self.model, batches, self.loss, self.updater)
+        return train_epoch(self.model, batches, self.loss, self.optimizer)
 
     def _full_batch(self) -> torch.Tensor:
         if self._full_X is None:

@@ -72,18 +72,66 @@ def sgd(params: Sequence[torch.Tensor], lr: float, batch_size: int) -> None:
 
 
 class SGD:
-    """The chapter's minibatch SGD as an updater object: ``updater(batch_size)`` runs ``sgd``.
+    """Minibatch SGD as an updater object, with optional momentum and weight decay.
 
-    With the from-scratch model the training loop folds the step into the backward matmul
-    instead (``ScratchSoftmaxRegression.sgd_step``: W -= (lr / B) X^T dS in one BLAS call, no
-    gradient tensors); the result is the same step.
+    ``updater(batch_size)`` is the chapter's path: the parameters' ``.grad`` hold the gradient of
+    the summed loss; each step is p -= lr * v with v = momentum * v + p.grad / batch_size +
+    weight_decay * p (``torch.optim.SGD``'s rule; with neither it is the chapter's ``sgd``).
+    With the from-scratch model the training loop calls ``fused_step`` instead, which folds the
+    same step into the backward matmul (``ScratchSoftmaxRegression.accumulate_grad``).
     """
 
-    def __init__(self, params: Sequence[torch.Tensor], lr: float) -> None:
+    def __init__(self, params: Sequence[torch.Tensor], lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0) -> None:
         self.params, self.lr = list(params), lr
+        self.momentum, self.weight_decay = momentum, weight_decay
+        # velocities, in each parameter's own memory layout; created at the first step
+        self.buffers: list[torch.Tensor] | None = None
+
+    def _velocities(self) -> list[torch.Tensor]:
+        if self.buffers is None:
+            self.buffers = [torch.zeros_like(p) for p in self.params]
+        return self.buffers
 
     def __call__(self, batch_size: int) -> None:
-        sgd(self.params, self.lr, batch_size)
+        if not self.momentum and not self.weight_decay:
+            sgd(self.params, self.lr, batch_size)
+            return
+        with torch.no_grad():
+            for p, v in zip(self.params, self._velocities()):
+                v.mul_(self.momentum).add_(p.grad, alpha=1.0 / batch_size)
+                v.add_(p, alpha=self.weight_decay)
+                p.sub_(v, alpha=self.lr)
+                p.grad.zero_()
+
+    def fused_step(self, model: ScratchSoftmaxRegression, X: torch.Tensor, dscores: torch.Tensor,
+                   batch_size: int) -> None:
+        """The same step for the from-scratch model from X (N, D...) and dscores (N, C)."""
+        W_t, b = model.W.t(), model.b
+        with torch.no_grad():
+            if not self.momentum and not self.weight_decay:
+                model.accumulate_grad(X, dscores, W_t, b, alpha=-self.lr / batch_size)
+                return
+            vW, vb = self._velocities()
+            model.accumulate_grad(X, dscores, vW.t(), vb, beta=self.momentum,
+                                  alpha=1.0 / batch_size)
+            vW.t().add_(W_t, alpha=self.weight_decay)
+            vb.add_(b, alpha=self.weight_decay)
+            W_t.sub_(vW.t(), alpha=self.lr)
+            b.sub_(vb, alpha=self.lr)
+
+    def state_dict(self) -> dict:
+        """Like a torch optimizer's: {"state": {index: {"momentum_buffer": tensor}}}."""
+        buffers = self.buffers or []
+        return {"state": {i: {"momentum_buffer": v} for i, v in enumerate(buffers)}}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = state.get("state", {})
+        if not saved:
+            self.buffers = None
+            return
+        self.buffers = [torch.zeros_like(p).copy_(saved[i]["momentum_buffer"])
+                        for i, p in enumerate(self.params)]
 
 
 def accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
@@ -146,7 +194,7 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
                 o_t = model.scores_t(X)  # (C, B): the layout the small kernels are fast on
                 l, d_t = loss.value_and_grad(o_t, y, 0)
                 if fused:
-                    model.sgd_step(X, d_t.t(), updater.lr / len(y))
+                    updater.fused_step(model, X, d_t.t(), len(y))
                 else:
                     model.backward(X, d_t.t(), scale=1.0 / len(y) if is_optimizer else 1.0)
             else:
