@@ -28,7 +28,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Write ``fig`` to ``path`` (format from the suffix) via a temp file + rename; close it."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -133,7 +133,7 @@ def figure_png_bytes(fig, dpi: int = 100) -> bytes:
     import io
 
     buf = io.BytesIO()
-    fig.savefig(buf, dpi=dpi, bbox_inches="tight", format="png")
+    fig.savefig(buf, dpi=dpi, format="png")
     plt.close(fig)
     return buf.getvalue()
 
