@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .fsutil import atomic_path, read_json, write_json
 from .functional import log_softmax, softmax
-from .models import concise_model, weights
+from .models import weights
 from .runner import Session, Standardizer, TrainConfig
 
 FORMAT = "softmaxlab-run-1"
@@ -201,10 +201,6 @@ class TrainedModel:
     def predict_log_proba(self, X: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return log_softmax(self.logits(X))
-
-    def as_module(self) -> torch.nn.Module:
-        """The concise ``nn.Sequential`` with these weights (preprocessing not included)."""
-        return concise_model(self.W, self.b)
 
 
 def load_trained(run_dir: str | os.PathLike) -> TrainedModel:

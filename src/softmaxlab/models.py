@@ -10,8 +10,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import functional as F
-
 SIGMA = 0.01  # std of the initial weights, as in the chapter
 
 
@@ -28,8 +26,8 @@ def init_params(
 class ScratchSoftmaxRegression:
     """The from-scratch model: two tensors and a matmul, with its backward pass written out.
 
-    ``model(X)`` gives the logits (N, C); ``model.probabilities(X)`` the stable softmax of them
-    (the naive one with ``naive=True``, as the chapter writes it).
+    ``model(X)`` gives the logits (N, C); ``scores_t`` the same class-major (C, N), and
+    ``accumulate_grad`` / ``backward`` the backward pass, written out.
     """
 
     def __init__(self, W: torch.Tensor, b: torch.Tensor) -> None:
@@ -40,10 +38,6 @@ class ScratchSoftmaxRegression:
         # faster for these thin shapes than X W and X^T dS (see README "Performance").
         self.W = W.detach().t().contiguous().t().requires_grad_(True)
         self.b = b.detach().clone().requires_grad_(True)
-
-    @classmethod
-    def create(cls, num_inputs: int, num_outputs: int, seed: int = 0) -> ScratchSoftmaxRegression:
-        return cls(*init_params(num_inputs, num_outputs, seed))
 
     @property
     def num_inputs(self) -> int:
@@ -60,11 +54,6 @@ class ScratchSoftmaxRegression:
         """X (N, ...) -> class-major logits (C, N), contiguous: W^T X^T + b, one BLAS call."""
         X2 = X.reshape(-1, self.num_inputs)
         return torch.addmm(self.b.unsqueeze(1), self.W.t(), X2.t())
-
-    def probabilities(self, X: torch.Tensor, naive: bool = False) -> torch.Tensor:
-        """X -> softmax of the logits (N, C); ``naive`` uses the chapter's overflowing form."""
-        o = self(X)
-        return F.naive_softmax(o) if naive else F.softmax(o)
 
     def accumulate_grad(self, X: torch.Tensor, dscores: torch.Tensor, out_w_t: torch.Tensor,
                         out_b: torch.Tensor, beta: float = 1.0, alpha: float = 1.0) -> None:
@@ -95,20 +84,6 @@ class ScratchSoftmaxRegression:
             gW, gb = torch.empty_like(self.W), torch.empty_like(self.b)  # W's layout
         self.accumulate_grad(X, dscores, gW.t(), gb, beta=0.0, alpha=scale)
         self.W.grad, self.b.grad = gW, gb
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"W": self.W.detach(), "b": self.b.detach()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        with torch.no_grad():
-            self.W.copy_(state["W"])
-            self.b.copy_(state["b"])
-
-    def train(self, mode: bool = True) -> ScratchSoftmaxRegression:
-        return self
-
-    def eval(self) -> ScratchSoftmaxRegression:
-        return self
 
 
 def concise_model(W: torch.Tensor, b: torch.Tensor) -> nn.Sequential:

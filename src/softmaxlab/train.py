@@ -142,12 +142,6 @@ def accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
     return float(cmp.type(y.dtype).sum())
 
 
-def predict_scores(model, X: torch.Tensor) -> torch.Tensor:
-    """Scores (N, C) of ``model`` on a batch, without building a graph."""
-    with torch.no_grad():
-        return model(X)
-
-
 def evaluate_accuracy(model, batches: Batches) -> float:
     """Fraction of correct predictions of ``model`` over ``batches``."""
     if isinstance(model, nn.Module):
