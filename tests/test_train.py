@@ -84,6 +84,26 @@ def test_accuracy_counts_and_accumulator():
     assert acc.data == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_hot_path_losses_equal_the_checked_ones_in_both_layouts(name, dtype):
+    """values / grads / value_and_grad (no checks, class dim as an argument) = value / grad."""
+    loss = LOSSES[name]
+    o = torch.randn(37, 10, dtype=dtype) * 5
+    y = torch.randint(0, 10, (37,))
+    want_l, want_g = loss.value(o, y), loss.grad(o, y)
+    o_before = o.clone()
+    for dim, scores in ((1, o), (0, o.t().contiguous())):
+        g = loss.grads(scores, y, dim)
+        l2, g2 = loss.value_and_grad(scores, y, dim)
+        torch.testing.assert_close(loss.values(scores, y, dim), want_l)
+        torch.testing.assert_close(l2, want_l)
+        torch.testing.assert_close(g if dim == 1 else g.t(), want_g)
+        torch.testing.assert_close(g2 if dim == 1 else g2.t(), want_g)
+        assert g.dtype == dtype
+    assert torch.equal(o, o_before)  # the scores are never changed in place
+
+
 def test_scratch_backward_is_autograd_of_the_loss():
     torch.manual_seed(0)
     model = ScratchSoftmaxRegression(*init_params(784, 10, seed=1))

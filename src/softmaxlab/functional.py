@@ -227,34 +227,60 @@ def onehot_mse_grad(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return scores - one_hot(y, scores.shape[1], scores.dtype)
 
 
-# --------------------------------------------------------------------------- fused, for training
-# The training loop needs each batch's loss and its gradient together; these compute the shared
-# part once and skip the label checks (the labels were checked when the dataset was loaded).
+# --------------------------------------------------------------------------- fast, for training
+# The training loop's hot path: no label checks (the labels were checked when the dataset was
+# loaded), the class dimension as an argument (``dim=0`` for class-major scores (C, N), the layout
+# the training loop uses: reductions over the leading dimension vectorise across the batch; on
+# (N, C) with C = 10 they are ~10x slower), and as few kernels as possible. Each batch needs only
+# the gradient; the loop computes the per-example values of a whole epoch at its end, from the
+# scores it kept. None of these changes ``scores`` in place.
+
+_MINUS_ONE: dict[torch.dtype, torch.Tensor] = {}
+
+
+def _minus_onehot_(grad: torch.Tensor, y: torch.Tensor, dim: int) -> torch.Tensor:
+    """grad[y] -= 1 along ``dim``, in place: one scatter of a broadcast constant."""
+    minus_one = _MINUS_ONE.get(grad.dtype)
+    if minus_one is None:
+        minus_one = _MINUS_ONE.setdefault(grad.dtype, torch.tensor(-1.0, dtype=grad.dtype))
+    yi = y.unsqueeze(dim)
+    return grad.scatter_add_(dim, yi, minus_one.expand(yi.shape))
+
+
+def cross_entropy_values(logits: torch.Tensor, y: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``cross_entropy(logits, y, "none")`` with the classes along ``dim``."""
+    return torch.log_softmax(logits, dim=dim).gather(dim, y.unsqueeze(dim)).squeeze(dim).neg_()
+
+
+def cross_entropy_grads(logits: torch.Tensor, y: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``cross_entropy_grad(logits, y)`` with the classes along ``dim``: softmax - onehot, in two
+    kernels (PyTorch's fused softmax, which the tests check against ``softmax`` above)."""
+    return _minus_onehot_(torch.softmax(logits, dim=dim), y, dim)
 
 
 def cross_entropy_value_and_grad(
     logits: torch.Tensor, y: torch.Tensor, dim: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cross_entropy(o, y, "none") (N,), cross_entropy_grad(o, y)) from one log-softmax.
-
-    ``dim`` is the class dimension: 1 for logits (N, C), 0 for class-major logits (C, N), the
-    layout the training loop uses (reductions over the leading dimension vectorise across the
-    batch; on (N, C) with C = 10 they are ~10x slower). The gradient has the shape of ``logits``.
-    The log-softmax is ``log_softmax`` above in PyTorch's fused kernel; the tests check they agree.
-    """
+    """(cross_entropy(o, y, "none") (N,), cross_entropy_grad(o, y)) from one log-softmax."""
     logp = torch.log_softmax(logits, dim=dim)
-    yi = y.unsqueeze(dim)
-    loss = logp.gather(dim, yi).squeeze(dim).neg_()
-    grad = logp.exp_()  # softmax(o), computed in the buffer of logp
-    grad.scatter_add_(dim, yi, torch.full(yi.shape, -1.0, dtype=grad.dtype))
-    return loss, grad
+    loss = logp.gather(dim, y.unsqueeze(dim)).squeeze(dim).neg_()
+    return loss, _minus_onehot_(logp.exp_(), y, dim)  # softmax(o), in the buffer of logp
+
+
+def onehot_mse_values(scores: torch.Tensor, y: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``onehot_mse(scores, y, "none")`` with the classes along ``dim``."""
+    diff = onehot_mse_grads(scores, y, dim)
+    return 0.5 * (diff * diff).sum(dim)
+
+
+def onehot_mse_grads(scores: torch.Tensor, y: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``onehot_mse_grad(scores, y)`` with the classes along ``dim``: o - onehot."""
+    return _minus_onehot_(scores.clone(), y, dim)
 
 
 def onehot_mse_value_and_grad(
     scores: torch.Tensor, y: torch.Tensor, dim: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(onehot_mse(o, y, "none") (N,), onehot_mse_grad(o, y)) from one difference; ``dim`` as in
-    ``cross_entropy_value_and_grad``."""
-    yi = y.unsqueeze(dim)
-    diff = scores.clone().scatter_add_(dim, yi, torch.full(yi.shape, -1.0, dtype=scores.dtype))
+    """(onehot_mse(o, y, "none") (N,), onehot_mse_grad(o, y)) from one difference."""
+    diff = onehot_mse_grads(scores, y, dim)
     return 0.5 * (diff * diff).sum(dim), diff

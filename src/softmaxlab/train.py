@@ -28,8 +28,11 @@ class Loss:
     name: str
     value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, C), (N,) -> (N,)
     grad: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, C), (N,) -> (N, C)
-    # both at once, sharing the work, without label checks, with the class dimension as the last
-    # argument (0 for class-major scores (C, N)): the training loop's hot path
+    # the training loop's hot path (see functional.py): without label checks, with the class
+    # dimension as the last argument (0 for class-major scores (C, N)); values, gradients, and
+    # both at once sharing the work
+    values: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+    grads: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
     value_and_grad: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
     default_lr: float
     help: str
@@ -40,6 +43,8 @@ LOSSES = {
         "ce",
         lambda o, y: F.cross_entropy(o, y, reduction="none"),
         F.cross_entropy_grad,
+        F.cross_entropy_values,
+        F.cross_entropy_grads,
         F.cross_entropy_value_and_grad,
         0.1,
         "cross-entropy of softmax(o), the chapter's loss",
@@ -48,6 +53,8 @@ LOSSES = {
         "mse",
         lambda o, y: F.onehot_mse(o, y, reduction="none"),
         F.onehot_mse_grad,
+        F.onehot_mse_values,
+        F.onehot_mse_grads,
         F.onehot_mse_value_and_grad,
         0.01,
         "squared loss ½‖o − onehot(y)‖² on the raw scores o, summed over classes, "
@@ -177,8 +184,8 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
     is_optimizer = isinstance(updater, torch.optim.Optimizer)
     scratch = isinstance(model, ScratchSoftmaxRegression)
     fused = scratch and isinstance(updater, SGD)
-    # per-batch losses and class-major scores are kept and reduced once at the end: no extra
-    # kernels, syncs or float() per batch
+    # the class-major scores of every batch are kept and reduced once at the end, to the training
+    # accuracy and (scratch) the per-example losses: no extra kernels, syncs or float() per batch
     losses: list[torch.Tensor] = []
     scores: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
@@ -186,7 +193,7 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
         for X, y in batches:
             if scratch:
                 o_t = model.scores_t(X)  # (C, B): the layout the small kernels are fast on
-                l, d_t = loss.value_and_grad(o_t, y, 0)
+                d_t = loss.grads(o_t, y, 0)
                 if fused:
                     updater.fused_step(model, X, d_t.t(), len(y))
                 else:
@@ -200,16 +207,17 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
                     l.mean().backward()
                 else:
                     l.sum().backward()
+                losses.append(l.detach())
             if is_optimizer:
                 updater.step()
             elif not fused:
                 updater(len(y))
-            losses.append(l.detach())
             scores.append(o_t)
             labels.append(y)
-    if not losses:
+    if not scores:
         raise ValueError("no training batches: the training split is empty")
-    y = torch.cat(labels)
-    correct = int((torch.cat(scores, dim=1).max(0).indices == y).sum())
+    y, o_t = torch.cat(labels), torch.cat(scores, dim=1)
+    values = loss.values(o_t, y, 0) if scratch else torch.cat(losses)
+    correct = int((o_t.max(0).indices == y).sum())
     n = len(y)
-    return float(torch.cat(losses).double().sum()) / n, correct / n
+    return float(values.double().sum()) / n, correct / n
