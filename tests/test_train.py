@@ -295,6 +295,21 @@ def test_train_cli_refuses_a_non_empty_out_unless_forced(tiny_idx_dir, tmp_path,
     assert (out / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("recipe", ["best", "fast"])
+def test_recipe_presets_and_explicit_options_override_them(recipe, tiny_idx_dir, tmp_path):
+    from softmaxlab.cli.train import RECIPES
+
+    out = tmp_path / recipe
+    assert run_cli("train", "--recipe", recipe, "--epochs", "2", "--data-dir", str(tiny_idx_dir),
+                   "--out", str(out), "--no-report") == 0
+    saved = json.loads((out / "config.json").read_text())["config"]
+    want = TrainConfig(**{**RECIPES[recipe], "epochs": 2}).to_dict()
+    assert saved == want and saved["momentum"] == 0.9 and saved["lr_schedule"] == "cosine"
+    history = json.loads((out / "history.json").read_text())
+    lrs = [r["lr"] for r in history]
+    assert lrs[0] == RECIPES[recipe]["lr"] and lrs[1] < lrs[0]  # cosine over the 2 epochs
+
+
 @pytest.mark.parametrize("args", [["--lr", "0"], ["--batch-size", "0"], ["--epochs", "-1"],
                                   ["--impl", "foo"], ["--lr", "nan"], ["--momentum", "-1"]])
 def test_train_cli_usage_errors(args, capsys):

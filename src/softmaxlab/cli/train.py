@@ -35,9 +35,10 @@ RECIPES = {
     "chapter": {},
     "best": {"impl": "scratch", "optimizer": "sgd", "epochs": 20, "batch_size": 256, "lr": 0.1,
              "momentum": 0.9, "weight_decay": 1e-4, "lr_schedule": "cosine"},
-    # the shortest schedule within 0.002 of best's validation accuracy (mean over 2 seeds)
-    "fast": {"impl": "scratch", "optimizer": "sgd", "epochs": 5, "batch_size": 256, "lr": 0.2,
-             "momentum": 0.9, "weight_decay": 1e-4, "lr_schedule": "cosine"},
+    # the quickest candidate within 0.001 of best's validation accuracy (mean over 3 seeds)
+    "fast": {"impl": "scratch", "optimizer": "sgd", "epochs": 5, "batch_size": 1024, "lr": 0.08,
+             "momentum": 0.9, "weight_decay": 1e-3, "lr_schedule": "cosine",
+             "standardize": True},
 }
 
 
@@ -91,8 +92,9 @@ def register(sub) -> None:
     t.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="a preset of the options above; explicit options override it. best: "
                         "20 epochs of SGD with momentum 0.9, lr 0.1 on a cosine schedule, weight "
-                        "decay 1e-4; fast: the same in 5 epochs at lr 0.2 (default: chapter, i.e. "
-                        "no preset)")
+                        "decay 1e-4; fast: 5 epochs of batch 1024 on standardised pixels, momentum "
+                        "0.9, lr 0.08 on a cosine schedule, weight decay 1e-3 (default: chapter, "
+                        "i.e. no preset)")
     t.add_argument("--threads", type=positive_int, default=None,
                    help=f"CPU threads for torch (default: the cores available, here "
                         f"{default_threads()})")
