@@ -50,10 +50,14 @@ class ScratchSoftmaxRegression:
         """X (N, ...) with D features -> logits (N, C) (a view of ``scores_t``)."""
         return self.scores_t(X).t()
 
-    def scores_t(self, X: torch.Tensor) -> torch.Tensor:
-        """X (N, ...) -> class-major logits (C, N), contiguous: W^T X^T + b, one BLAS call."""
+    def scores_t(self, X: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """X (N, ...) -> class-major logits (C, N): W^T X^T + b, one BLAS call.
+
+        ``out``: a (C, N) float view to write them into (its rows may be strided, e.g. columns
+        of a larger matrix); returned.
+        """
         X2 = X.reshape(-1, self.num_inputs)
-        return torch.addmm(self.b.unsqueeze(1), self.W.t(), X2.t())
+        return torch.addmm(self.b.unsqueeze(1), self.W.t(), X2.t(), out=out)
 
     def accumulate_grad(self, X: torch.Tensor, dscores: torch.Tensor, out_w_t: torch.Tensor,
                         out_b: torch.Tensor, beta: float = 1.0, alpha: float = 1.0) -> None:

@@ -177,6 +177,37 @@ class Accumulator:
         return self.data[idx]
 
 
+class ScoreStore:
+    """The class-major scores (C, n) of an epoch's batches, kept for the end of the epoch.
+
+    ``next(k)`` gives a (C, k) view to write a batch's scores into; ``scores()`` all of them.
+    They live in blocks of ``block`` columns: a handful of allocations per epoch instead of a
+    small tensor per batch (thousands of those, kept alive between each batch's temporaries,
+    fragment the heap: +150 MB of resident memory on Fashion-MNIST).
+    """
+
+    def __init__(self, num_classes: int, dtype: torch.dtype, block: int = 65536) -> None:
+        self.num_classes, self.dtype, self.block = num_classes, dtype, block
+        self.blocks: list[torch.Tensor] = []
+        self.used = 0  # columns used in the last block
+
+    def next(self, k: int) -> torch.Tensor:
+        if not self.blocks or self.used + k > self.blocks[-1].shape[1]:
+            if self.blocks:
+                self.blocks[-1] = self.blocks[-1][:, :self.used]
+            self.blocks.append(torch.empty(self.num_classes, max(k, self.block), dtype=self.dtype))
+            self.used = 0
+        view = self.blocks[-1][:, self.used:self.used + k]
+        self.used += k
+        return view
+
+    def scores(self) -> torch.Tensor:
+        if not self.blocks:
+            return torch.empty(self.num_classes, 0, dtype=self.dtype)
+        last = self.blocks[-1][:, :self.used]
+        return last if len(self.blocks) == 1 else torch.cat([*self.blocks[:-1], last], dim=1)
+
+
 def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[float, float]:
     """One pass over ``batches``; returns (mean training loss, training accuracy)."""
     if isinstance(model, nn.Module):
@@ -189,10 +220,12 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
     losses: list[torch.Tensor] = []
     scores: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
+    store = ScoreStore(model.W.shape[1], model.W.dtype) if scratch else None
     with torch.set_grad_enabled(not scratch):  # the scratch model's gradients are written out
         for X, y in batches:
-            if scratch:
-                o_t = model.scores_t(X)  # (C, B): the layout the small kernels are fast on
+            if store is not None:
+                # (C, B): the layout the small kernels are fast on
+                o_t = model.scores_t(X, out=store.next(len(y)))
                 d_t = loss.grads(o_t, y, 0)
                 if fused:
                     updater.fused_step(model, X, d_t.t(), len(y))
@@ -200,7 +233,7 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
                     model.backward(X, d_t.t(), scale=1.0 / len(y) if is_optimizer else 1.0)
             else:
                 o = model(X)
-                o_t = o.detach().t()
+                scores.append(o.detach().t())
                 l = loss.value(o, y)
                 if is_optimizer:
                     updater.zero_grad()
@@ -212,12 +245,12 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
                 updater.step()
             elif not fused:
                 updater(len(y))
-            scores.append(o_t)
             labels.append(y)
-    if not scores:
+    if not labels:
         raise ValueError("no training batches: the training split is empty")
-    y, o_t = torch.cat(labels), torch.cat(scores, dim=1)
-    values = loss.values(o_t, y, 0) if scratch else torch.cat(losses)
+    y = torch.cat(labels)
+    o_t = store.scores() if store is not None else torch.cat(scores, dim=1)
+    values = loss.values(o_t, y, 0) if store is not None else torch.cat(losses)
     correct = int((o_t.max(0).indices == y).sum())
     n = len(y)
     return float(values.double().sum()) / n, correct / n

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import math
 import os
 import sys
+import threading
 
 
 class UsageError(ValueError):
@@ -68,10 +71,27 @@ def show_progress(args) -> bool:
     return not getattr(args, "no_progress", False) and sys.stderr.isatty()
 
 
+def import_in_background(module: str) -> threading.Thread:
+    """Start importing ``module`` in a thread; returns the thread.
+
+    For work that releases the GIL meanwhile (reading and checking the data files: gunzip and
+    md5 do), so the import costs no wall time. A failure is left to the import that needs the
+    module, which then raises it where it belongs.
+    """
+    def work() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=work, name=f"import {module}")
+    thread.start()
+    return thread
+
+
 def load_data(args, dataset: str | None = None):
     """(train, test) ImageDatasets as the data options say."""
     from ..data import load_dataset
 
+    import_in_background("softmaxlab.plots")  # every command that loads data draws pictures
     return load_dataset(dataset or args.dataset or "fashion-mnist", data_dir=args.data_dir,
                         mirror=args.mirror, offline=args.offline, progress=show_progress(args))
 

@@ -42,9 +42,14 @@ def is_gzip(path: str | os.PathLike) -> bool:
         return f.read(2) == _GZIP_MAGIC
 
 
-def read_bytes(path: str | os.PathLike, name: str | None = None) -> bytes:
+_CHUNK = 1 << 20  # bytes read at a time
+
+
+def read_bytes(path: str | os.PathLike, name: str | None = None) -> bytearray:
     """The file's content, gunzipped when it starts with the gzip magic (whatever its name).
 
+    A bytearray, so arrays parsed from it are writable (no copy is needed to hand them to
+    torch); a gzipped file is inflated chunk by chunk into it (no second full-size copy).
     ``name`` is what to call the file in error messages (default: its path).
 
     Raises:
@@ -54,13 +59,30 @@ def read_bytes(path: str | os.PathLike, name: str | None = None) -> bytes:
     with open(path, "rb") as f:
         if f.read(2) != _GZIP_MAGIC:
             f.seek(0)
-            return f.read()
+            out = bytearray(os.fstat(f.fileno()).st_size)
+            n = f.readinto(out)
+            del out[n:]  # a file that shrank meanwhile
+            return out
         f.seek(0)
+        out = bytearray()
+        inflate = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer around deflate
         try:
-            with gzip.GzipFile(fileobj=f) as g:
-                return g.read()
-        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            while chunk := f.read(_CHUNK):
+                while chunk:
+                    out += inflate.decompress(chunk)
+                    if not inflate.eof:
+                        break
+                    # the end of a member: what follows is another member (or padding zeros)
+                    chunk = inflate.unused_data
+                    if not chunk.strip(b"\0"):
+                        break
+                    inflate = zlib.decompressobj(wbits=31)
+        except zlib.error as e:
             raise IDXError(f"{name or path}: broken gzip data ({e})") from None
+        if not inflate.eof:
+            raise IDXError(f"{name or path}: broken gzip data (the file ends before the end of "
+                           "its compressed stream: it is cut short)")
+        return out
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
