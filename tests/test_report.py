@@ -67,11 +67,28 @@ def test_report_is_self_contained(report_run):
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:|//|file:)", text, re.IGNORECASE)
     assert "url(" not in text  # no CSS resources either
     sources = IMG_SRC.findall(text)
-    assert len(sources) == 5  # curves, confusion matrix, reliability, samples, mistakes
+    assert len(sources) == 4  # curves, reliability, samples, mistakes (the confusion: a table)
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
             im.verify()
+
+
+def test_report_confusion_table_is_the_evaluation_confusion_matrix(report_run):
+    from softmaxlab.checkpoint import load_trained
+    from softmaxlab.evaluation import evaluate
+
+    text = (report_run / REPORT_FILE).read_text(encoding="utf-8")
+    body = re.search(r'<table class="confusion">.*?<tbody>(.*?)</tbody>', text, re.DOTALL).group(1)
+    rows = re.findall(r"<tr><th>([^<]*)</th>(.*?)</tr>", body)
+    counts = [[int(c) for c in re.findall(r'<td class="cm"[^>]*>(\d+)</td>', cells)]
+              for _, cells in rows]
+    assert [name for name, _ in rows] == list(CLASSES)
+    assert counts == evaluate(load_trained(report_run), tiny_data()[1]).confusion.tolist()
+    assert sum(map(sum, counts)) == 120
+    history = json.loads((report_run / "history.json").read_text())
+    correct = sum(counts[i][i] for i in range(len(CLASSES)))
+    assert f"{correct / 120:.4f}" == f"{history[-1]['test_acc']:.4f}"
 
 
 def test_report_shows_config_metrics_and_classes(report_run):
@@ -173,7 +190,7 @@ def test_report_renders_in_headless_chromium(report_run, tmp_path):
     found = re.search(r'<pre id="imgcheck">(.*?)</pre>', dom, re.DOTALL)
     assert found, f"the check script did not run; chromium printed: {dom[:500]}"
     images = json.loads(html.unescape(found.group(1)))
-    assert len(images) == 5
+    assert len(images) == 4  # curves, reliability, samples, mistakes
     for alt, complete, width in images:
         assert complete and width > 0, f"image {alt!r} did not load"
     # 2. the report itself (CSP on, no script) draws a page: many colours, not all white

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ MSE_NOTE = ("this model was trained with the squared loss on its raw scores, so 
 # file name -> key of evaluation_figures
 FIGURE_FILES = {"confusion_matrix.png": "confusion_matrix", "reliability.png": "reliability",
                 "mistakes.png": "mistakes"}
+FIGURE_KEYS = tuple(FIGURE_FILES.values())
 
 
 @dataclass(frozen=True)
@@ -158,21 +160,25 @@ def evaluate(model: TrainedModel, test: ImageDataset, n_bins: int = ECE_BINS) ->
                       bins=reliability_bins(probs, test.labels, n_bins))
 
 
-def evaluation_figures(ev: Evaluation) -> dict[str, object]:
-    """The evaluation's Figures: confusion_matrix, reliability and mistakes (None if none)."""
+def evaluation_figures(ev: Evaluation, include: Sequence[str] = FIGURE_KEYS) -> dict[str, object]:
+    """The evaluation's Figures named in ``include``: confusion_matrix, reliability and mistakes
+    (None if there are none)."""
     from . import plots
 
     b = ev.bins
-    figures: dict[str, object] = {
-        "confusion_matrix": plots.plot_confusion_matrix(
+    figures: dict[str, object] = {}
+    if "confusion_matrix" in include:
+        figures["confusion_matrix"] = plots.plot_confusion_matrix(
             ev.confusion, ev.class_names,
-            f"{ev.dataset} test: confusion matrix ({ev.n} images, accuracy {ev.accuracy:.4f})"),
-        "reliability": plots.plot_reliability_diagram(
+            f"{ev.dataset} test: confusion matrix ({ev.n} images, accuracy {ev.accuracy:.4f})")
+    if "reliability" in include:
+        figures["reliability"] = plots.plot_reliability_diagram(
             b.edges, b.count, b.accuracy, b.confidence, ev.ece,
             "reliability diagram (softmax of the squared-loss scores)" if ev.loss == "mse"
-            else None),
-        "mistakes": None,
-    }
+            else None)
+    if "mistakes" not in include:
+        return figures
+    figures["mistakes"] = None
     idx = ev.most_confident_mistakes()
     if len(idx):
         names = ev.class_names

@@ -63,6 +63,10 @@ details summary { cursor: pointer; color: #2f5d8a; margin: 8px 0; }
 p.caption { color: #5b6573; font-size: 13px; margin: 6px 0 0; }
 code { background: #f0f2f5; padding: 1px 4px; border-radius: 3px; }
 footer { color: #8a93a0; font-size: 12px; text-align: center; }
+.scroll { overflow-x: auto; }
+table.confusion td.cm { text-align: right; min-width: 3.2em; border: 1px solid #fff; }
+table.confusion th.cmh { vertical-align: bottom; font-size: 13px; }
+table.confusion th.cmh span { writing-mode: vertical-rl; transform: rotate(180deg); }
 """
 
 
@@ -207,12 +211,33 @@ def _training_section(history: list[dict], png: bytes | None = None) -> str:
     )
 
 
-def _test_section(ev: Evaluation, figures: dict) -> str:
+def _confusion_table(ev: Evaluation) -> str:
+    """The confusion matrix as a table: counts, each cell shaded by its share of the true class
+    (the same picture as confusion_matrix.png, as text: sharp at any size, and selectable)."""
+    cm = ev.confusion.tolist()
+    names = [escape(n) for n in ev.class_names]
+    head = "".join(f'<th class="cmh"><span>{n}</span></th>' for n in names)
+    rows = []
+    for name, row in zip(names, cm):
+        total = sum(row)
+        cells = []
+        for j, count in enumerate(row):
+            share = count / total if total else 0.0
+            ink = "#fff" if share > 0.55 else "#222" if count else "#b8c2cc"
+            cells.append(f'<td class="cm" style="background: rgba(8, 81, 156, {share:.3f}); '
+                         f'color: {ink}" title="true {name}, predicted {names[j]}: {count} '
+                         f'({share:.1%} of {name})">{count}</td>')
+        rows.append(f'<tr><th>{name}</th>{"".join(cells)}</tr>')
+    return (f'<div class="scroll"><table class="confusion"><thead><tr><th>true \\ predicted</th>'
+            f'{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _test_section(ev: Evaluation) -> str:
     return _section(
         f"Test set: {ev.n} images",
-        _figure(figures["confusion_matrix"], "confusion matrix"),
-        _caption("rows: the true class, columns: the predicted one; the shade is the share of "
-                 "the true class."),
+        _confusion_table(ev),
+        _caption("the confusion matrix, rows: the true class, columns: the predicted one; the "
+                 "shade is the share of the true class."),
         f"<h3>per-class accuracy</h3>{_per_class_table(ev)}",
     )
 
@@ -270,7 +295,7 @@ def render_report(run_cfg: dict, history: list[dict], ev: Evaluation, title: str
     config, dataset = dict(run_cfg.get("config", {})), run_cfg.get("dataset", {})
     if config.get("lr") is None:
         config["lr"] = f"{TrainConfig.from_dict(config).learning_rate:g} (the loss's default)"
-    figures = evaluation_figures(ev)
+    figures = evaluation_figures(ev, include=("reliability", "mistakes"))
     note = (f'<div class="note"><strong>Note:</strong> {escape(ev.note)}.</div>' if ev.note
             else "")
     footer = (f"softmaxlab {__version__}: a self-contained page; pictures are embedded, nothing "
@@ -286,7 +311,7 @@ def render_report(run_cfg: dict, history: list[dict], ev: Evaluation, title: str
         note,
         _config_section(config, dataset, ev.class_names),
         _training_section(history, pictures.get("curves")),
-        _test_section(ev, figures),
+        _test_section(ev),
         _calibration_section(ev, figures),
         _samples_section(ev, pictures.get("predictions")),
         _mistakes_section(figures),
