@@ -134,7 +134,7 @@ def main() -> None:
     rows.append(("(a) ours: chapter recipe, training passes (10 epochs)",
                  f"{chapter['train_seconds']:.3f} s", f"test acc {last['test_acc']:.4f}"))
     rows.append(("(a) ours: whole `softmaxlab train` command", f"{whole_ours:.2f} s",
-                 "curves.png, predictions.png, report.html (test pass + 5 figures)"))
+                 "curves.png, predictions.png, report.html (a test pass + 2 more figures)"))
     rows.append(("(a) ours: whole `softmaxlab train --no-report`", f"{whole_ours_noreport:.2f} s",
                  "curves.png, predictions.png"))
     for workers, peer in peers.items():

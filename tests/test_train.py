@@ -381,6 +381,39 @@ def test_module_entry_point_and_version():
     assert r.stdout.startswith("softmaxlab ")
 
 
+def test_the_command_ends_with_its_exit_code_and_all_its_output(tiny_idx_dir, tmp_path):
+    """`softmaxlab` ends the process itself (skipping torch's teardown): its piped output must
+    still be complete and its exit codes right. (The child accepts the tiny files' md5s.)"""
+    from conftest import raw_md5s
+
+    child = ("import dataclasses, sys\n"
+             "from softmaxlab.data.specs import SPECS\n"
+             f"SPECS['fashion-mnist'] = dataclasses.replace(SPECS['fashion-mnist'], md5_gz={{}}, "
+             f"md5_raw={raw_md5s(tiny_idx_dir)!r})\n"
+             "from softmaxlab.cli import run\n"
+             "run(sys.argv[1:])\n")
+
+    def command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", child, *args], capture_output=True,
+                              text=True)
+
+    out = tmp_path / "run"
+    r = command("train", "--epochs", "2", "--batch-size", "32", "--data-dir", str(tiny_idx_dir),
+                "--out", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-4:] == [f"run folder: {out}", f"  {out / 'curves.png'}",
+                                          f"  {out / 'predictions.png'}",
+                                          f"  {out / 'report.html'}"]
+    assert (out / "report.html").read_text().rstrip().endswith("</html>")
+    r = command("train", "--lr", "0")
+    assert r.returncode == 2 and "usage:" in r.stderr and "Traceback" not in r.stderr
+    r = command("train", "--data-dir", str(tmp_path / "none"), "--offline", "--out",
+                str(tmp_path / "r2"))
+    assert r.returncode == 2 and r.stderr.startswith("softmaxlab train: error: ")
+    r = command("--help")
+    assert r.returncode == 0 and "train" in r.stdout and not r.stderr
+
+
 @pytest.mark.parametrize("impl", ["scratch", "concise"])
 def test_default_train_on_real_fashion_mnist(impl, real_data_dir, tmp_path, capsys):
     out = tmp_path / impl

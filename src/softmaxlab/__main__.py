@@ -1,3 +1,3 @@
-from softmaxlab.cli import main
+from softmaxlab.cli import run
 
-raise SystemExit(main())
+run()
