@@ -249,6 +249,21 @@ def test_corrupt_and_truncated_gzip(tmp_path):
         assert str(path) in str(err.value)
 
 
+def test_gzip_members_padding_and_large_files_inflate_whole(tmp_path):
+    """Several gzip members (as `cat a.gz b.gz` makes), zero padding after the last one, and a
+    payload larger than a read chunk: all inflated into one writable buffer."""
+    arr = np.random.default_rng(0).integers(0, 256, (3000, 28, 28), dtype=np.uint8)  # 2.4 MB
+    data = _header(dims=arr.shape) + arr.tobytes()
+    cut = len(data) // 3
+    members = gzip.compress(data[:cut]) + gzip.compress(data[cut:])
+    for name, content in [("members.gz", members), ("padded.gz", gzip.compress(data) + bytes(9))]:
+        path = tmp_path / name
+        path.write_bytes(content)
+        got = read_idx(path)
+        np.testing.assert_array_equal(got, arr)
+        assert got.flags.writeable  # no copy is needed to hand it to torch
+
+
 def test_missing_file_is_an_os_error_not_an_idx_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_idx(tmp_path / "nope")

@@ -203,6 +203,7 @@ def plot_reliability_diagram(edges, count, accuracy, confidence, ece: float,
             axc.text(left + w / 2, n, f"{int(n)}", ha="center", va="bottom", fontsize=6.5,
                      rotation=90 if len(count) > 10 else 0)
     axc.set_yscale("log")
+    axc.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # decades only: fewer ticks
     axc.set_ylim(0.8, max(count.max(), 1) * 8)
     axc.set_ylabel("images (log)")
     axc.set_xlabel("confidence (largest probability)")
