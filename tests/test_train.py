@@ -104,6 +104,20 @@ def test_hot_path_losses_equal_the_checked_ones_in_both_layouts(name, dtype):
     assert torch.equal(o, o_before)  # the scores are never changed in place
 
 
+def test_score_store_gives_each_batch_its_columns_across_blocks():
+    from softmaxlab.train import ScoreStore
+
+    store = ScoreStore(3, torch.float64, block=5)
+    batches = [torch.randn(3, k, dtype=torch.float64) for k in (2, 2, 3, 7, 1)]
+    for b in batches:
+        view = store.next(b.shape[1])
+        assert view.shape == b.shape
+        view.copy_(b)
+    torch.testing.assert_close(store.scores(), torch.cat(batches, dim=1), rtol=0, atol=0)
+    assert len(store.blocks) == 4  # [2 2 | 3 | 7 | 1]: a batch never straddles two blocks
+    assert ScoreStore(4, torch.float32).scores().shape == (4, 0)
+
+
 def test_scratch_backward_is_autograd_of_the_loss():
     torch.manual_seed(0)
     model = ScratchSoftmaxRegression(*init_params(784, 10, seed=1))
