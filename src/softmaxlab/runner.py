@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -217,14 +217,21 @@ class Session:
         """The model's preprocessing of float images in [0, 1] (in place where it can)."""
         return self.standardizer(X) if self.standardizer is not None else X
 
-    def train_batches(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         c = self.config
+        batches = self.train.batches(c.batch_size, shuffle=True, seed=c.seed, epoch=epoch,
+                                     reuse=True)
+        if not c.augment and self.standardizer is None:
+            return batches  # (no generator around it: one less frame per batch)
         gen = None
         if c.augment:
             state = np.random.SeedSequence([c.seed, epoch, 1]).generate_state(1)[0]
             gen = torch.Generator().manual_seed(int(state))
-        for X, y in self.train.batches(c.batch_size, shuffle=True, seed=c.seed, epoch=epoch,
-                                       reuse=True):
+        return self._prepared(batches, gen)
+
+    def _prepared(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+                  gen: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for X, y in batches:
             if gen is not None:
                 X = shift_batch(X, gen)
             yield self.transform(X), y

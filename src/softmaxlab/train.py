@@ -114,18 +114,20 @@ class SGD:
     def fused_step(self, model: ScratchSoftmaxRegression, X: torch.Tensor, dscores: torch.Tensor,
                    batch_size: int) -> None:
         """The same step for the from-scratch model from X (N, D...) and dscores (N, C)."""
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.fused_step(model, X, dscores, batch_size)
         W_t, b = model.W.t(), model.b
-        with torch.no_grad():
-            if not self.momentum and not self.weight_decay:
-                model.accumulate_grad(X, dscores, W_t, b, alpha=-self.lr / batch_size)
-                return
-            vW, vb = self._velocities()
-            model.accumulate_grad(X, dscores, vW.t(), vb, beta=self.momentum,
-                                  alpha=1.0 / batch_size)
-            vW.t().add_(W_t, alpha=self.weight_decay)
-            vb.add_(b, alpha=self.weight_decay)
-            W_t.sub_(vW.t(), alpha=self.lr)
-            b.sub_(vb, alpha=self.lr)
+        if not self.momentum and not self.weight_decay:
+            model.accumulate_grad(X, dscores, W_t, b, alpha=-self.lr / batch_size)
+            return None
+        vW, vb = self._velocities()
+        model.accumulate_grad(X, dscores, vW.t(), vb, beta=self.momentum, alpha=1.0 / batch_size)
+        vW.t().add_(W_t, alpha=self.weight_decay)
+        vb.add_(b, alpha=self.weight_decay)
+        W_t.sub_(vW.t(), alpha=self.lr)
+        b.sub_(vb, alpha=self.lr)
+        return None
 
     def state_dict(self) -> dict:
         """Like a torch optimizer's: {"state": {index: {"momentum_buffer": tensor}}}."""
@@ -224,13 +226,14 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
     with torch.set_grad_enabled(not scratch):  # the scratch model's gradients are written out
         for X, y in batches:
             if store is not None:
+                k = y.shape[0]  # (len(tensor) is a Python-level call: slow in this loop)
                 # (C, B): the layout the small kernels are fast on
-                o_t = model.scores_t(X, out=store.next(len(y)))
+                o_t = model.scores_t(X, out=store.next(k))
                 d_t = loss.grads(o_t, y, 0)
                 if fused:
-                    updater.fused_step(model, X, d_t.t(), len(y))
+                    updater.fused_step(model, X, d_t.t(), k)
                 else:
-                    model.backward(X, d_t.t(), scale=1.0 / len(y) if is_optimizer else 1.0)
+                    model.backward(X, d_t.t(), scale=1.0 / k if is_optimizer else 1.0)
             else:
                 o = model(X)
                 scores.append(o.detach().t())

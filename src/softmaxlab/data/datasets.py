@@ -78,27 +78,15 @@ class ImageDataset:
         """The examples at ``index`` (a slice shares memory)."""
         return ImageDataset(self.images[index], self.labels[index], self.class_names, self.name)
 
-    def to_float(self, index: torch.Tensor | slice | None = None,
-                 out: torch.Tensor | None = None, staging: torch.Tensor | None = None
-                 ) -> torch.Tensor:
-        """Images (at ``index``) as float32 (B, 1, H, W) in [0, 1]: exactly ``x / 255``.
-
-        ``out``: a float32 buffer of at least B images to write into (its first B are returned);
-        ``staging``: a uint8 buffer of at least B images for the gathered ones. Fresh 0.8 MB
-        tensors cost page faults on every allocation; reused buffers do not.
-        """
+    def to_float(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """Images (at ``index``) as float32 (B, 1, H, W) in [0, 1]: exactly ``x / 255``."""
         if index is None:
             x = self.images
         elif isinstance(index, torch.Tensor):
-            # index_select is ~10x faster than images[index] for a batch
-            dest8 = None if staging is None else staging[:len(index)]
-            x = torch.index_select(self.images, 0, index, out=dest8)
+            x = self.images.index_select(0, index)  # ~10x faster than images[index] for a batch
         else:
             x = self.images[index]
-        if out is None:
-            return x.unsqueeze(1).to(torch.float32).div_(255.0)
-        dest = out[:len(x)]
-        return torch.div(x.unsqueeze(1), 255.0, out=dest)  # convert and scale in one pass
+        return torch.div(x.unsqueeze(1), 255.0)  # convert and scale in one pass
 
     def batches(
         self,
@@ -126,17 +114,39 @@ class ImageDataset:
         order = epoch_permutation(n, seed, epoch) if shuffle else None
         # the epoch's labels in one gather (or one copy): each batch's y is a slice of them
         labels = self.labels.clone() if order is None else self.labels.index_select(0, order)
-        buffer = staging = None
-        if reuse and n:
-            buffer = torch.empty(min(batch_size, n), 1, *self.image_shape)
-            staging = torch.empty(min(batch_size, n), *self.image_shape, dtype=torch.uint8)
-        for start in range(0, n, batch_size):
-            stop = start + batch_size
-            idx = slice(start, stop) if order is None else order[start:stop]
-            x = self.to_float(idx, buffer, staging)
+        ys = labels.split(batch_size)  # all the batches' views in one call
+        if reuse and resize is None and n:
+            yield from self._reused_batches(ys, None if order is None else order.split(batch_size))
+            return
+        for i, y in enumerate(ys):
+            start = i * batch_size
+            idx = slice(start, start + batch_size) if order is None else order[start:start + len(y)]
+            x = self.to_float(idx)
             if resize is not None:
                 x = resize_images(x, resize)
-            yield x, labels[start:stop]
+            yield x, y
+
+    def _reused_batches(self, ys: Sequence[torch.Tensor], idxs: Sequence[torch.Tensor] | None
+                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The training loop's path: each batch is one gather (``idxs``: the batches' indices, or
+        None for the dataset's order) and one conversion, into buffers reused from batch to batch,
+        with their views made once (the per-batch Python work is a good part of an epoch)."""
+        size = ys[0].shape[0]
+        shape = self.image_shape
+        buffer = torch.empty(size, 1, *shape)
+        staging = torch.empty(size, 1, *shape, dtype=torch.uint8)
+        views: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        for i, y in enumerate(ys):
+            k = y.shape[0]
+            view = views.get(k)
+            if view is None:  # the full size, and the last batch's
+                view = views[k] = (staging[:k].view(k, *shape), staging[:k], buffer[:k])
+            gathered, source, dest = view
+            if idxs is None:
+                source = self.images[i * size:i * size + k].unsqueeze(1)
+            else:
+                torch.index_select(self.images, 0, idxs[i], out=gathered)
+            yield torch.div(source, 255.0, out=dest), y  # convert and scale in one pass
 
 
 def _check_batch_size(batch_size: int) -> None:
