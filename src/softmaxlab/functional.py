@@ -235,16 +235,19 @@ def onehot_mse_grad(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 # the gradient; the loop computes the per-example values of a whole epoch at its end, from the
 # scores it kept. None of these changes ``scores`` in place.
 
-_MINUS_ONE: dict[torch.dtype, torch.Tensor] = {}
+_MINUS_ONES: dict[tuple, torch.Tensor] = {}  # (dtype, shape) -> -1 broadcast to that shape
 
 
 def _minus_onehot_(grad: torch.Tensor, y: torch.Tensor, dim: int) -> torch.Tensor:
     """grad[y] -= 1 along ``dim``, in place: one scatter of a broadcast constant."""
-    minus_one = _MINUS_ONE.get(grad.dtype)
-    if minus_one is None:
-        minus_one = _MINUS_ONE.setdefault(grad.dtype, torch.tensor(-1.0, dtype=grad.dtype))
     yi = y.unsqueeze(dim)
-    return grad.scatter_add_(dim, yi, minus_one.expand(yi.shape))
+    key = (grad.dtype, yi.shape)
+    minus_ones = _MINUS_ONES.get(key)
+    if minus_ones is None:
+        if len(_MINUS_ONES) > 64:  # (a loop sees two shapes: the batch's and the last one's)
+            _MINUS_ONES.clear()
+        minus_ones = _MINUS_ONES[key] = torch.tensor(-1.0, dtype=grad.dtype).expand(yi.shape)
+    return grad.scatter_add_(dim, yi, minus_ones)
 
 
 def cross_entropy_values(logits: torch.Tensor, y: torch.Tensor, dim: int = 1) -> torch.Tensor:
