@@ -7,6 +7,8 @@ model stores ``W`` transposed, as ``nn.Linear`` does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -56,8 +58,17 @@ class ScratchSoftmaxRegression:
         ``out``: a (C, N) float view to write them into (its rows may be strided, e.g. columns
         of a larger matrix); returned.
         """
-        X2 = X.reshape(-1, self.num_inputs)
-        return torch.addmm(self.b.unsqueeze(1), self.W.t(), X2.t(), out=out)
+        return self.scores_t_fn()(X.reshape(-1, self.num_inputs), out)
+
+    def scores_t_fn(self) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+        """``scores_t`` as a function of (X2 (N, D), out) with the parameters' views made once,
+        for a loop over batches (the views stay valid: the parameters change in place)."""
+        b_col, W_t = self.b.unsqueeze(1), self.W.t()
+
+        def scores_t(X2: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            return torch.addmm(b_col, W_t, X2.t(), out=out)
+
+        return scores_t
 
     def accumulate_grad(self, X: torch.Tensor, dscores: torch.Tensor, out_w_t: torch.Tensor,
                         out_b: torch.Tensor, beta: float = 1.0, alpha: float = 1.0) -> None:
@@ -68,13 +79,24 @@ class ScratchSoftmaxRegression:
         sum(dscores * scores)). With (out_w_t, out_b) = (W.t(), b), beta = 1 and alpha = -lr / N
         this *is* an SGD step, with no gradient tensor in between.
         """
-        X2 = X.reshape(-1, self.num_inputs)
-        out_w_t.addmm_(dscores.t(), X2, beta=beta, alpha=alpha)
-        if beta == 0:
-            out_b.zero_()
-        elif beta != 1:
-            out_b.mul_(beta)
-        out_b.add_(dscores.sum(0), alpha=alpha)
+        accumulate = self.accumulate_grad_fn(out_w_t, out_b)
+        accumulate(X.reshape(-1, self.num_inputs), dscores.t(), alpha, beta)
+
+    def accumulate_grad_fn(self, out_w_t: torch.Tensor, out_b: torch.Tensor
+                           ) -> Callable[[torch.Tensor, torch.Tensor, float, float], None]:
+        """``accumulate_grad`` into (out_w_t, out_b) as a function of (X2 (N, D), dscores_t
+        (C, N) class-major, alpha, beta=1), for a loop over batches."""
+
+        def accumulate(X2: torch.Tensor, d_t: torch.Tensor, alpha: float, beta: float = 1.0
+                       ) -> None:
+            out_w_t.addmm_(d_t, X2, beta=beta, alpha=alpha)
+            if beta == 0:
+                out_b.zero_()
+            elif beta != 1:
+                out_b.mul_(beta)
+            out_b.add_(d_t.sum(1), alpha=alpha)
+
+        return accumulate
 
     def backward(self, X: torch.Tensor, dscores: torch.Tensor, scale: float = 1.0) -> None:
         """Set W.grad, b.grad to ``scale`` times the gradient of sum(dscores * scores).

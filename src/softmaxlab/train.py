@@ -114,20 +114,35 @@ class SGD:
     def fused_step(self, model: ScratchSoftmaxRegression, X: torch.Tensor, dscores: torch.Tensor,
                    batch_size: int) -> None:
         """The same step for the from-scratch model from X (N, D...) and dscores (N, C)."""
-        if torch.is_grad_enabled():
-            with torch.no_grad():
-                return self.fused_step(model, X, dscores, batch_size)
-        W_t, b = model.W.t(), model.b
+        with torch.no_grad():
+            self.stepper(model)(X.reshape(-1, model.num_inputs), dscores.t(), batch_size)
+
+    def stepper(self, model: ScratchSoftmaxRegression
+                ) -> Callable[[torch.Tensor, torch.Tensor, int], None]:
+        """``fused_step`` as a function of (X2 (N, D), dscores_t (C, N) class-major, batch size)
+        with everything that stays the same from batch to batch bound once: for the training
+        loop, under ``torch.no_grad()``, at this learning rate."""
+        W_t, b, lr = model.W.t(), model.b, self.lr
         if not self.momentum and not self.weight_decay:
-            model.accumulate_grad(X, dscores, W_t, b, alpha=-self.lr / batch_size)
-            return None
+            step = model.accumulate_grad_fn(W_t, b)
+
+            def sgd_step(X2: torch.Tensor, d_t: torch.Tensor, batch_size: int) -> None:
+                step(X2, d_t, -lr / batch_size)
+
+            return sgd_step
         vW, vb = self._velocities()
-        model.accumulate_grad(X, dscores, vW.t(), vb, beta=self.momentum, alpha=1.0 / batch_size)
-        vW.t().add_(W_t, alpha=self.weight_decay)
-        vb.add_(b, alpha=self.weight_decay)
-        W_t.sub_(vW.t(), alpha=self.lr)
-        b.sub_(vb, alpha=self.lr)
-        return None
+        vW_t, momentum, weight_decay = vW.t(), self.momentum, self.weight_decay
+        accumulate = model.accumulate_grad_fn(vW_t, vb)
+
+        def momentum_step(X2: torch.Tensor, d_t: torch.Tensor, batch_size: int) -> None:
+            accumulate(X2, d_t, 1.0 / batch_size, momentum)
+            if weight_decay:
+                vW_t.add_(W_t, alpha=weight_decay)
+                vb.add_(b, alpha=weight_decay)
+            W_t.sub_(vW_t, alpha=lr)
+            b.sub_(vb, alpha=lr)
+
+        return momentum_step
 
     def state_dict(self) -> dict:
         """Like a torch optimizer's: {"state": {index: {"momentum_buffer": tensor}}}."""
@@ -224,17 +239,28 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
     labels: list[torch.Tensor] = []
     store = ScoreStore(model.W.shape[1], model.W.dtype) if scratch else None
     with torch.set_grad_enabled(not scratch):  # the scratch model's gradients are written out
-        for X, y in batches:
-            if store is not None:
+        if store is not None:
+            num_inputs, grads = model.num_inputs, loss.grads
+            # the model's and the step's per-batch work with their views made once: the Python
+            # around a batch's few kernels is a good part of an epoch
+            scores_t = model.scores_t_fn()
+            step = updater.stepper(model) if fused else None
+            for X, y in batches:
                 k = y.shape[0]  # (len(tensor) is a Python-level call: slow in this loop)
+                X2 = X.reshape(k, num_inputs)
                 # (C, B): the layout the small kernels are fast on
-                o_t = model.scores_t(X, out=store.next(k))
-                d_t = loss.grads(o_t, y, 0)
-                if fused:
-                    updater.fused_step(model, X, d_t.t(), k)
+                d_t = grads(scores_t(X2, store.next(k)), y, 0)
+                if step is not None:
+                    step(X2, d_t, k)
                 else:
-                    model.backward(X, d_t.t(), scale=1.0 / k if is_optimizer else 1.0)
-            else:
+                    model.backward(X2, d_t.t(), scale=1.0 / k if is_optimizer else 1.0)
+                    if is_optimizer:
+                        updater.step()
+                    else:
+                        updater(k)
+                labels.append(y)
+        else:
+            for X, y in batches:
                 o = model(X)
                 scores.append(o.detach().t())
                 l = loss.value(o, y)
@@ -244,11 +270,11 @@ def train_epoch(model, batches: Batches, loss: Loss, updater: Updater) -> tuple[
                 else:
                     l.sum().backward()
                 losses.append(l.detach())
-            if is_optimizer:
-                updater.step()
-            elif not fused:
-                updater(len(y))
-            labels.append(y)
+                if is_optimizer:
+                    updater.step()
+                else:
+                    updater(len(y))
+                labels.append(y)
     if not labels:
         raise ValueError("no training batches: the training split is empty")
     y = torch.cat(labels)
