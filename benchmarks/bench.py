@@ -8,9 +8,9 @@
 (d) peak resident memory of a default `softmaxlab train`, next to `import torch` alone;
 (e) prediction throughput on the 10,000 test images.
 
-The machine's speed may drift during the run, so the fast side's repeats are spread before,
-between and after the peer's runs (not bunched before them), and each training repeat is paired
-with a floor measurement taken right after it.
+The machine's speed may drift during the run, so the fast side's repeats (the chapter's recipe
+and `--recipe fast`) are spread before, between and after the peer's runs (not bunched before
+them), and each training repeat is paired with a floor measurement taken right after it.
 
 Usage: python benchmarks/bench.py [--threads 2] [--repeats 3] [--quick] [--out BENCHMARKS.md]
 (`make bench` installs scikit-learn and runs it). Prints one table and writes it to BENCHMARKS.md.
@@ -96,11 +96,6 @@ def _median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda r: r["train_seconds"])[len(runs) // 2]
 
 
-def ours(train, test, config: TrainConfig, repeats: int) -> dict:
-    """Train ``config`` ``repeats`` times; the median run's history and timings."""
-    return _median_run([train_ours(train, test, config) for _ in range(repeats)])
-
-
 def _spread(repeats: int, gaps: int) -> list[int]:
     """How many of ``repeats`` go before, between and after ``gaps`` peer runs (gaps + 1 slots),
     as evenly as they can: 3 repeats around 2 peers -> [1, 1, 1]; around 1 -> [2, 1]."""
@@ -139,11 +134,13 @@ def main() -> None:
     slots = _spread(args.repeats, len(worker_counts))
     tmp = Path(tempfile.mkdtemp(prefix="softmaxlab-bench-"))
     cmd_ours = [*sm, "train", "--threads", str(args.threads), "--no-progress"]
-    runs, floors, peers = [], [], {}
+    runs, floors, fasts, peers = [], [], [], {}
     for workers, k in zip((*worker_counts, None), slots):
         for _ in range(k):
             runs.append(train_ours(train, test, TrainConfig()))
             floors.append(floor_seconds(train))
+            # (c)'s `--recipe fast` repeats, spread out the same way
+            fasts.append(train_ours(train, test, TrainConfig(**_recipe("fast"))))
         if workers is not None:
             peers[workers] = d2l_style.run(train.images, train.labels, test.images, test.labels,
                                            workers)
@@ -193,8 +190,8 @@ def main() -> None:
                   f"{len(ratios)} pairs: {', '.join(f'{r:.2f}' for r in ratios)})")))
 
     # (c) scikit-learn, and the best recipe
-    best = ours(train, test, TrainConfig(**_recipe("best")), 1)
-    fast = ours(train, test, TrainConfig(**_recipe("fast")), args.repeats)
+    best = train_ours(train, test, TrainConfig(**_recipe("best")))
+    fast = _median_run(fasts)
     best_last = best["history"][-1]
     if not args.quick:
         from sklearn.linear_model import LogisticRegression
