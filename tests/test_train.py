@@ -15,7 +15,16 @@ from softmaxlab import functional as F
 from softmaxlab.checkpoint import load_trained
 from softmaxlab.cli import main
 from softmaxlab.data import ImageDataset, load_dataset
-from softmaxlab.models import ScratchSoftmaxRegression, create_model, init_params, weights
+from softmaxlab.errors import ConfigError
+from softmaxlab.data.datasets import epoch_permutation
+from softmaxlab.fast import LOSSES_T, FastSGD, ScoreStore
+from softmaxlab.models import (
+    ScratchSoftmaxRegression,
+    create_model,
+    init_params,
+    objective,
+    weights,
+)
 from softmaxlab.runner import Session, Standardizer, TrainConfig, lr_at
 from softmaxlab.train import (
     LOSSES,
@@ -86,27 +95,22 @@ def test_accuracy_counts_and_accumulator():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("name", sorted(LOSSES))
-def test_hot_path_losses_equal_the_checked_ones_in_both_layouts(name, dtype):
-    """values / grads / value_and_grad (no checks, class dim as an argument) = value / grad."""
+def test_fast_class_major_losses_equal_the_reference(name, dtype):
+    """fast.LOSSES_T (class-major, unchecked) = functional's value and grad, scores untouched."""
+    value_t, grad_t = LOSSES_T[name]
     loss = LOSSES[name]
     o = torch.randn(37, 10, dtype=dtype) * 5
     y = torch.randint(0, 10, (37,))
-    want_l, want_g = loss.value(o, y), loss.grad(o, y)
-    o_before = o.clone()
-    for dim, scores in ((1, o), (0, o.t().contiguous())):
-        g = loss.grads(scores, y, dim)
-        l2, g2 = loss.value_and_grad(scores, y, dim)
-        torch.testing.assert_close(loss.values(scores, y, dim), want_l)
-        torch.testing.assert_close(l2, want_l)
-        torch.testing.assert_close(g if dim == 1 else g.t(), want_g)
-        torch.testing.assert_close(g2 if dim == 1 else g2.t(), want_g)
-        assert g.dtype == dtype
-    assert torch.equal(o, o_before)  # the scores are never changed in place
+    o_t = o.t().contiguous()
+    before = o_t.clone()
+    torch.testing.assert_close(value_t(o_t, y), loss.value(o, y))
+    g = grad_t(o_t, y)
+    torch.testing.assert_close(g.t(), loss.grad(o, y))
+    assert g.dtype == dtype
+    assert torch.equal(o_t, before)  # the scores are never changed in place
 
 
 def test_score_store_gives_each_batch_its_columns_across_blocks():
-    from softmaxlab.train import ScoreStore
-
     store = ScoreStore(3, torch.float64, block=5)
     batches = [torch.randn(3, k, dtype=torch.float64) for k in (2, 2, 3, 7, 1)]
     for b in batches:
@@ -123,17 +127,28 @@ def test_scratch_backward_is_autograd_of_the_loss():
     model = ScratchSoftmaxRegression(*init_params(784, 10, seed=1))
     X, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
     for name, loss in LOSSES.items():
-        o = model(X)
-        l, g = loss.value_and_grad(o.detach(), y)
-        torch.testing.assert_close(l, loss.value(o.detach(), y))
-        torch.testing.assert_close(g, loss.grad(o.detach(), y))
-        model.backward(X, g)
+        with torch.no_grad():
+            o = model(X)
+        model.backward(X, loss.grad(o, y))
         gW, gb = model.W.grad.clone(), model.b.grad.clone()
         model.W.grad = model.b.grad = None
         loss.value(model(X), y).sum().backward()
         torch.testing.assert_close(gW, model.W.grad, msg=name)
         torch.testing.assert_close(gb, model.b.grad, msg=name)
         model.W.grad = model.b.grad = None
+
+
+def test_objective_gradient_is_autograd():
+    W, b = init_params(20, 4, seed=2)
+    W, b = W.double().requires_grad_(True), b.double().requires_grad_(True)
+    X, y = torch.rand(50, 20, dtype=torch.float64), torch.randint(0, 4, (50,))
+    for loss in LOSSES.values():
+        value, dW, db = objective(W.detach(), b.detach(), X, y, loss, weight_decay=0.3)
+        want = loss.value(X @ W + b, y).mean() + 0.15 * (W * W).sum()
+        gW, gb = torch.autograd.grad(want, (W, b))
+        torch.testing.assert_close(value, want.detach())
+        torch.testing.assert_close(dW, gW)
+        torch.testing.assert_close(db, gb)
 
 
 # ----------------------------------------------------------------------------- same start, same end
@@ -167,19 +182,51 @@ def test_scratch_momentum_and_weight_decay_match_torch_sgd(data):
     torch.testing.assert_close(b1, b2, rtol=0, atol=1e-5)
 
 
-def test_sgd_updater_path_equals_its_fused_step(data):
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("momentum, weight_decay", [(0.0, 0.0), (0.9, 1e-3), (0.0, 1e-2)])
+def test_fast_epoch_equals_the_plain_train_epoch(data, loss, momentum, weight_decay):
+    """The contract of the tuned path: FastSGD's epochs = train.train_epoch with train.SGD on the
+    plain model over the same batches (parameters, loss and accuracy), with the step fused into
+    the backward matmul and with a hook between gradient and step."""
     train, _ = data
-    X, y = train.to_float(slice(0, 64)), train.labels[:64]
-    a, b = (create_model("scratch", 784, 10, seed=1) for _ in range(2))
-    opt_a, opt_b = SGD(a.parameters(), 0.1, 0.9, 1e-3), SGD(b.parameters(), 0.1, 0.9, 1e-3)
-    for _ in range(3):
-        _, d = LOSSES["ce"].value_and_grad(a(X), y, 1)
-        a.backward(X, d)
-        opt_a(len(y))
-        _, d = LOSSES["ce"].value_and_grad(b(X), y, 1)
-        opt_b.fused_step(b, X, d, len(y))
-    torch.testing.assert_close(weights(a)[0], weights(b)[0], rtol=0, atol=1e-6)
-    torch.testing.assert_close(weights(a)[1], weights(b)[1], rtol=0, atol=1e-6)
+    lr = LOSSES[loss].default_lr
+    plain = create_model("scratch", 784, 10, seed=1)
+    updater = SGD(plain.parameters(), lr, momentum, weight_decay)
+    want = [train_epoch(plain, train.batches(64, shuffle=True, seed=3, epoch=epoch), LOSSES[loss],
+                        updater) for epoch in range(2)]
+    for hook in (None, lambda flat, k: k):
+        fast = create_model("scratch", 784, 10, seed=1)
+        opt = FastSGD(fast, loss, lr, momentum, weight_decay)
+        got = [opt.train_epoch(train, 64, epoch_permutation(len(train), 3, epoch), grad_hook=hook)
+               for epoch in range(2)]
+        for w_fast, w_plain in zip(weights(fast), weights(plain)):
+            torch.testing.assert_close(w_fast, w_plain, rtol=0, atol=1e-5)
+        for (loss_fast, acc_fast), (loss_plain, acc_plain) in zip(got, want):
+            assert loss_fast == pytest.approx(loss_plain, rel=1e-5)
+            assert acc_fast == pytest.approx(acc_plain, abs=2 / len(train))  # argmax near-ties
+
+
+def test_grad_hook_sees_the_summed_gradient_and_sets_the_divisor(data):
+    """The seam: the hook gets the batch's summed gradient (dW^T, db flattened) and its example
+    count; what it returns divides the gradient (e.g. a global batch after an all-reduce)."""
+    train, _ = data
+    seen = []
+
+    def hook(flat, k):
+        seen.append((flat.clone(), k))
+        return 2 * k  # as if another rank had the same examples
+
+    model = create_model("scratch", 784, 10, seed=1)
+    W0, b0 = (t.clone() for t in weights(model))
+    order = torch.arange(64)
+    FastSGD(model, "ce", 0.1).train_epoch(train.subset(slice(0, 64)), 64, order, grad_hook=hook)
+    X, y = train.to_float(slice(0, 64)).reshape(64, -1), train.labels[:64]
+    d = F.cross_entropy_grad(X @ W0 + b0, y)  # (64, 10)
+    (flat, k), = seen
+    assert k == 64
+    torch.testing.assert_close(flat, torch.cat([(X.T @ d).t().reshape(-1), d.sum(0)]),
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(weights(model)[0], W0 - 0.1 * (X.T @ d) / 128, rtol=0, atol=1e-6)
 
 
 def test_fast_path_equals_the_plain_chapter_loop(data):
@@ -267,7 +314,7 @@ def test_standardizer_matches_numpy(data):
                                  {"lr_schedule": "linear"}, {"val_split": -2}])
 def test_config_rejects_bad_values(bad):
     key = next(iter(bad))
-    with pytest.raises(ValueError, match=key if key != "loss" else "unknown loss"):
+    with pytest.raises(ConfigError, match=f"{key}=.* is not allowed"):
         TrainConfig(**bad)
 
 

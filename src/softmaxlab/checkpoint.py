@@ -9,9 +9,11 @@ A run folder holds
   and the epoch count; the shuffles derive from (seed, epoch), so nothing else is needed to resume;
 - ``history.json``: one object per epoch.
 
-Every file is written to a temp file and renamed; no pickle is ever read. ``model.safetensors``,
-``optimizer.safetensors`` and ``state.json`` all carry the epoch count, so a run interrupted while
-saving is detected instead of resumed from mixed epochs.
+This module is the only one that reads or writes these files. Every file is written to a temp
+file and renamed; the checkpoint's files are also synced to the disk (``fsutil``, durable). No
+pickle is ever read. ``model.safetensors``, ``optimizer.safetensors`` and ``state.json`` all carry
+the epoch count, so a run interrupted while saving is detected instead of resumed from mixed
+epochs.
 """
 
 from __future__ import annotations
@@ -20,31 +22,35 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .config import TrainConfig
+from .errors import RunFolderError
 from .fsutil import atomic_path, read_json, write_json
-from .functional import log_softmax, softmax
-from .models import weights
-from .runner import Session, Standardizer, TrainConfig
+from .models import SoftmaxModel, set_weights, weights
+from .preprocess import Standardizer
+
+if TYPE_CHECKING:
+    from .runner import Session
 
 FORMAT = "softmaxlab-run-1"
 RUN_FILES = ("config.json", "model.safetensors", "optimizer.safetensors", "state.json",
              "history.json")
 
 
-class RunError(ValueError):
-    """A run folder that cannot be used; the message names the folder/file and what is wrong."""
+RunError = RunFolderError  # the name it had before softmaxlab.errors
 
 
 # ---------------------------------------------------------------------------- saving
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=True) as tmp:
         save_file({k: v.detach().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
 
 
@@ -107,11 +113,25 @@ def save_checkpoint(run_dir: str | os.PathLike, session: Session, history: list[
     tensors: dict[str, torch.Tensor] = {}
     opt_state = _encode(session.optimizer.state_dict()["state"], "state", tensors)
     _save_tensors(run_dir / "optimizer.safetensors", tensors, meta)
-    write_json(run_dir / "history.json", history)
+    write_history(run_dir, history)
     write_json(run_dir / "state.json", {"format": FORMAT, "epoch": len(history),
                                         "rng": {"seed": session.config.seed,
                                                 "next_epoch": len(history)},
-                                        "optimizer_state": opt_state})
+                                        "optimizer_state": opt_state}, durable=True)
+
+
+def write_history(run_dir: str | os.PathLike, history: list[dict]) -> Path:
+    """Write ``run_dir/history.json``: one object per epoch."""
+    return write_json(Path(run_dir) / "history.json", history, durable=True)
+
+
+def read_history(run_dir: str | os.PathLike) -> list[dict]:
+    """The run's history.json: one dict per epoch (epoch, train_loss, train_acc, test_acc, ...)."""
+    path = Path(run_dir) / "history.json"
+    history = _read(path)
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        raise RunError(f"{path} is not a list of per-epoch records; the run folder is damaged")
+    return history
 
 
 # ---------------------------------------------------------------------------- loading
@@ -149,7 +169,7 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
 def restore_session(run_dir: str | os.PathLike, session: Session) -> list[dict]:
     """Load model, optimiser state and history of ``run_dir`` into ``session``; the history."""
     run_dir = Path(run_dir)
-    history = _read(run_dir / "history.json")
+    history = read_history(run_dir)
     state = _read(run_dir / "state.json")
     model, model_meta = _read(run_dir / "model.safetensors")
     opt, opt_meta = _read(run_dir / "optimizer.safetensors")
@@ -158,14 +178,7 @@ def restore_session(run_dir: str | os.PathLike, session: Session) -> list[dict]:
     if len(epochs) != 1:
         raise RunError(f"{run_dir}: the saved files are from different epochs ({sorted(epochs)}); "
                        "the run was interrupted while saving and cannot be resumed exactly")
-    W, b = model["W"], model["b"]
-    with torch.no_grad():
-        if isinstance(session.model, torch.nn.Module):
-            session.model[1].weight.copy_(W.t())
-            session.model[1].bias.copy_(b)
-        else:
-            session.model.W.copy_(W)
-            session.model.b.copy_(b)
+    set_weights(session.model, model["W"], model["b"])
     if state.get("optimizer_state") is not None:
         sd = session.optimizer.state_dict()
         sd["state"] = _decode(state["optimizer_state"], opt)
@@ -174,33 +187,11 @@ def restore_session(run_dir: str | os.PathLike, session: Session) -> list[dict]:
 
 
 @dataclass
-class TrainedModel:
-    """A saved model ready to use: weights, preprocessing, class names, config.
+class TrainedModel(SoftmaxModel):
+    """The model of a run folder: a ``SoftmaxModel`` with the run's config and folder."""
 
-    ``predict_proba(X)``: X float images (N, 1, H, W) in [0, 1] -> probabilities (N, C).
-    """
-
-    W: torch.Tensor
-    b: torch.Tensor
-    standardizer: Standardizer | None
-    class_names: tuple[str, ...]
-    image_shape: tuple[int, int]
-    config: TrainConfig
-    run_dir: Path
-
-    def logits(self, X: torch.Tensor) -> torch.Tensor:
-        X = X.to(torch.float32)
-        if self.standardizer is not None:
-            X = self.standardizer(X.clone())
-        return torch.addmm(self.b, X.reshape(len(X), -1), self.W)
-
-    def predict_proba(self, X: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return softmax(self.logits(X))
-
-    def predict_log_proba(self, X: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return log_softmax(self.logits(X))
+    config: TrainConfig | None = None
+    run_dir: Path | None = None
 
 
 def load_trained(run_dir: str | os.PathLike) -> TrainedModel:
@@ -217,4 +208,4 @@ def load_trained(run_dir: str | os.PathLike) -> TrainedModel:
     if "standardize.mean" in tensors:
         std = Standardizer(tensors["standardize.mean"], tensors["standardize.std"])
     return TrainedModel(W, b, std, tuple(ds["class_names"]), tuple(ds["image_shape"]),
-                        TrainConfig.from_dict(cfg["config"]), run_dir)
+                        config=TrainConfig.from_dict(cfg["config"]), run_dir=run_dir)

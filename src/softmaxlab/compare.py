@@ -16,6 +16,7 @@ import torch
 
 from . import functional as F
 from .data import ImageDataset
+from .errors import ConfigError
 from .runner import Session, TrainConfig
 from .train import LOSSES
 
@@ -46,9 +47,9 @@ def loss_curves(delta: float = 1.0, y: float = 0.0, lo: float = -3.0, hi: float 
     ValueError for delta <= 0, lo >= hi or n < 2.
     """
     if not lo < hi:
-        raise ValueError(f"the range [{lo}, {hi}] is empty; give lo < hi")
+        raise ConfigError(f"the range [{lo}, {hi}] is empty; give lo < hi")
     if n < 2:
-        raise ValueError(f"n={n} is not allowed; a curve needs n >= 2 points")
+        raise ConfigError(f"n={n} is not allowed; a curve needs n >= 2 points")
     grid = torch.linspace(lo, hi, n, dtype=torch.float64)
 
     def curve(name, formula, loss_fn, grad_fn, kinks, distribution):
@@ -96,9 +97,9 @@ def loss_configs(losses: Sequence[str] = tuple(LOSSES), epochs: int = 10, batch_
                  seed: int = 0, dataset: str = "fashion-mnist") -> list[TrainConfig]:
     """One from-scratch TrainConfig per loss, alike but for the loss and its default lr."""
     if not losses:
-        raise ValueError(f"no loss to compare; give some of {', '.join(LOSSES)}")
+        raise ConfigError(f"no loss to compare; give some of {', '.join(LOSSES)}")
     if len(set(losses)) != len(losses):
-        raise ValueError(f"losses={list(losses)} names a loss twice; give each once")
+        raise ConfigError(f"losses={list(losses)} names a loss twice; give each once")
     return [TrainConfig(impl="scratch", loss=name, epochs=epochs, batch_size=batch_size,
                         seed=seed, dataset=dataset) for name in losses]
 
@@ -128,7 +129,7 @@ def summary_rows(runs: Sequence[LossRun]) -> list[dict]:
     rows = []
     for run in runs:
         if not run.history:
-            raise ValueError(f"the {run.loss} run has no epoch to summarise; train >= 1 epoch")
+            raise ConfigError(f"the {run.loss} run has no epoch to summarise; train >= 1 epoch")
         last = run.history[-1]
         rows.append({"loss": run.loss, "lr": run.lr, "epochs": last["epoch"],
                      "train_loss": last["train_loss"], "train_acc": last["train_acc"],

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import functional as F
 from . import train as _train
 from .data import BatchLoader, ImageDataset, get_spec, load_dataset, locate, text_labels
+from .errors import ConfigError
 from .fsutil import atomic_path
 from .plots import plt
 from .plots import show_images as _show_images
@@ -284,21 +284,7 @@ def train_epoch_ch3(net, train_iter: Iterable, loss: Callable, updater: _train.U
     per-example losses; updater: a torch.optim.Optimizer (it steps on the mean loss) or
     ``updater(batch_size)`` (called after the summed loss's backward, as with ``d2l.sgd``).
     """
-    if isinstance(net, nn.Module):
-        net.train()
-    metric = Accumulator(3)  # sum of losses, correct predictions, examples
-    for X, y in train_iter:
-        y_hat = net(X)
-        losses = loss(y_hat, y)
-        if isinstance(updater, torch.optim.Optimizer):
-            updater.zero_grad()
-            losses.mean().backward()
-            updater.step()
-        else:
-            losses.sum().backward()
-            updater(X.shape[0])
-        metric.add(float(losses.detach().sum()), accuracy(y_hat, y), y.numel())
-    return metric[0] / metric[2], metric[1] / metric[2]
+    return _train.train_epoch(net, train_iter, loss, updater)
 
 
 def train_ch3(net, train_iter, test_iter, loss, num_epochs, updater) -> None:
@@ -308,7 +294,7 @@ def train_ch3(net, train_iter, test_iter, loss, num_epochs, updater) -> None:
     epochs at lr 0.1 they hold; fewer than about 5 epochs fail the train-loss one.
     """
     if num_epochs < 1:
-        raise ValueError(f"num_epochs={num_epochs!r} is not allowed; it must be >= 1")
+        raise ConfigError(f"num_epochs={num_epochs!r} is not allowed; it must be >= 1")
     animator = Animator(xlabel="epoch", xlim=[1, num_epochs], ylim=[0.3, 0.9],
                         legend=["train loss", "train acc", "test acc"])
     for epoch in range(num_epochs):

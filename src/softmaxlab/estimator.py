@@ -16,8 +16,9 @@ The intercept ``b`` is not penalised. scikit-learn's ``LogisticRegression`` mini
 ``1/2 ||W||^2 + C * sum_i loss_i``; dividing by ``C * n`` shows that ``alpha = 1 / (C * n)``
 gives the same minimiser.
 
-The losses and gradients come from :mod:`softmaxlab.functional` (``cross_entropy``,
-``cross_entropy_grad``, ``softmax``, ``log_softmax``); everything is computed in float64 torch.
+The objective and its gradient are :func:`softmaxlab.models.objective`, the one L-BFGS also
+minimises in ``softmaxlab train``, and predictions come from :class:`softmaxlab.models.SoftmaxModel`,
+the model every trained run becomes; everything is computed in float64 torch.
 
 scikit-learn is an optional extra (``pip install 'softmaxlab[sklearn]'``). Without it this module
 still imports, but creating a ``SoftmaxRegression`` raises ``ImportError`` saying how to install it.
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from . import functional as F
+from .models import SoftmaxModel, objective
 
 _INSTALL_HINT = (
     "SoftmaxRegression needs scikit-learn, an optional dependency of softmaxlab; "
@@ -95,25 +96,25 @@ def _as_tensor(X: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(X)
 
 
-def _logits(Z: torch.Tensor) -> torch.Tensor:
-    """Scores (n, K') -> logits (n, K): for binary models (K' = 1) prepend the zero column."""
-    if Z.shape[1] == 1:
-        return torch.cat([torch.zeros_like(Z), Z], dim=1)
-    return Z
+def _full(W: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """W (d, K'), b (K',) -> the softmax model's W (d, K), b (K): for binary models (K' = 1) the
+    first class's column of zeros in front, so that its logits are [0, z]."""
+    if W.shape[1] == 1:
+        return torch.cat([torch.zeros_like(W), W], dim=1), torch.cat([torch.zeros_like(b), b])
+    return W, b
 
 
 def _loss_and_grad(
     W: torch.Tensor, b: torch.Tensor, X: torch.Tensor, y: torch.Tensor, alpha: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Objective mean CE + alpha/2 ||W||² and its gradients.
+    """Objective mean CE + alpha/2 ||W||² and its gradients (``models.objective``).
 
     W (d, K'), b (K',), X (n, d), y (n,) class indices -> (loss (), dW (d, K'), db (K',)).
     """
-    logits = _logits(torch.addmm(b, X, W))
-    loss = F.cross_entropy(logits, y, reduction="mean") + 0.5 * alpha * W.pow(2).sum()
-    dlogits = F.cross_entropy_grad(logits, y) / X.shape[0]
-    dZ = dlogits[:, 1:] if W.shape[1] == 1 else dlogits  # binary: the zero column is constant
-    return loss, X.T @ dZ + alpha * W, dZ.sum(0)
+    loss, dW, db = objective(*_full(W, b), X, y, weight_decay=alpha)
+    if W.shape[1] == 1:  # binary: the first column is the constant zero
+        return loss, dW[:, 1:], db[1:]
+    return loss, dW, db
 
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
@@ -298,36 +299,42 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def decision_function(self, X: ArrayLike) -> np.ndarray:
         """Scores ``X @ coef_.T + intercept_``: (n_samples, n_classes), or (n_samples,) for two
         classes (the log-odds of ``classes_[1]``)."""
-        Z = self._scores(X)
-        return Z[:, 0].numpy() if Z.shape[1] == 1 else Z.numpy()
+        model = self._model()  # (first: the not-fitted check)
+        Z = model.logits(self._validated(X))
+        return Z[:, 1].numpy() if self.coef_.shape[0] == 1 else Z.numpy()
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Most probable class label for each row. X (n_samples, n_features) -> (n_samples,)."""
-        best = _logits(self._scores(X)).argmax(dim=1).numpy()  # scores first: not-fitted check
-        return self.classes_[best]
+        model = self._model()
+        return self.classes_[model.predict(self._validated(X)).numpy()]
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities (softmax of the logits), columns in ``classes_`` order.
 
         X (n_samples, n_features) -> (n_samples, n_classes); rows sum to 1.
         """
-        return F.softmax(_logits(self._scores(X))).numpy()
+        model = self._model()
+        return model.predict_proba(self._validated(X)).numpy()
 
     def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Log class probabilities by a stable log-softmax (finite even where proba underflows).
 
         X (n_samples, n_features) -> (n_samples, n_classes).
         """
-        return F.log_softmax(_logits(self._scores(X))).numpy()
+        model = self._model()
+        return model.predict_log_proba(self._validated(X)).numpy()
 
     # ------------------------------------------------------------------ helpers
 
-    def _scores(self, X: ArrayLike) -> torch.Tensor:
-        """Validated X (n, d) -> scores (n, K') as a float64 tensor."""
+    def _model(self) -> SoftmaxModel:
+        """The fitted model as a ``SoftmaxModel`` (binary: logits [0, z])."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
         W = torch.from_numpy(np.ascontiguousarray(self.coef_.T))
-        return torch.addmm(torch.from_numpy(self.intercept_), _as_tensor(X), W)
+        return SoftmaxModel(*_full(W, torch.from_numpy(self.intercept_)))
+
+    def _validated(self, X: ArrayLike) -> torch.Tensor:
+        """X (n, d) validated against the fit, as a float64 tensor."""
+        return _as_tensor(validate_data(self, X, dtype=np.float64, reset=False))
 
     def _store(self, W: torch.Tensor, b: torch.Tensor) -> None:
         """Save trained tensors W (d, K'), b (K',) as numpy ``coef_`` (K', d), ``intercept_``."""

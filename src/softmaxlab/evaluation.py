@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from .checkpoint import TrainedModel
-from .data import ImageDataset
+from .data import ImageDataset, text_labels
+from .errors import DataError
 from .fsutil import write_json
 from .metrics import (
     ECE_BINS,
@@ -137,10 +138,10 @@ def predict_proba(model: TrainedModel, test: ImageDataset, batch_size: int = BAT
 
 
 def check_compatible(model: TrainedModel, test: ImageDataset) -> None:
-    """Raise ValueError if ``test`` is not data of the kind ``model`` was trained on."""
+    """Raise DataError if ``test`` is not data of the kind ``model`` was trained on."""
     if tuple(test.image_shape) != tuple(model.image_shape) or \
             tuple(test.class_names) != tuple(model.class_names):
-        raise ValueError(
+        raise DataError(
             f"the test data ({test.name or 'unnamed'}: {len(test.class_names)} classes, images "
             f"{test.image_shape}) does not match the model of {model.run_dir} "
             f"({len(model.class_names)} classes, images {tuple(model.image_shape)}); evaluate it on "
@@ -183,8 +184,8 @@ def evaluation_figures(ev: Evaluation, include: Sequence[str] = FIGURE_KEYS) -> 
     if len(idx):
         names = ev.class_names
         figures["mistakes"] = plots.plot_mistakes(
-            ev.images[idx], [names[int(i)] for i in ev.labels[idx]],
-            [names[int(i)] for i in ev.pred[idx]], ev.probs[idx].max(1).values.tolist())
+            ev.images[idx], text_labels(ev.labels[idx], names), text_labels(ev.pred[idx], names),
+            ev.probs[idx].max(1).values.tolist())
     return figures
 
 

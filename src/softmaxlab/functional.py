@@ -15,9 +15,13 @@ so cross-entropy from logits never takes ``log(0)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from numbers import Real
 
 import torch
+
+from .errors import ConfigError
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -227,63 +231,37 @@ def onehot_mse_grad(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return scores - one_hot(y, scores.shape[1], scores.dtype)
 
 
-# --------------------------------------------------------------------------- fast, for training
-# The training loop's hot path: no label checks (the labels were checked when the dataset was
-# loaded), the class dimension as an argument (``dim=0`` for class-major scores (C, N), the layout
-# the training loop uses: reductions over the leading dimension vectorise across the batch; on
-# (N, C) with C = 10 they are ~10x slower), and as few kernels as possible. Each batch needs only
-# the gradient; the loop computes the per-example values of a whole epoch at its end, from the
-# scores it kept. None of these changes ``scores`` in place.
-
-_MINUS_ONES: dict[tuple, torch.Tensor] = {}  # (dtype, shape) -> -1 broadcast to that shape
+# --------------------------------------------------------------- the classification losses
 
 
-def _minus_onehot_(grad: torch.Tensor, y: torch.Tensor, dim: int) -> torch.Tensor:
-    """grad[y] -= 1 along ``dim``, in place: one scatter of a broadcast constant."""
-    yi = y.unsqueeze(dim)
-    key = (grad.dtype, yi.shape)
-    minus_ones = _MINUS_ONES.get(key)
-    if minus_ones is None:
-        if len(_MINUS_ONES) > 64:  # (a loop sees two shapes: the batch's and the last one's)
-            _MINUS_ONES.clear()
-        minus_ones = _MINUS_ONES[key] = torch.tensor(-1.0, dtype=grad.dtype).expand(yi.shape)
-    return grad.scatter_add_(dim, yi, minus_ones)
+@dataclass(frozen=True)
+class Loss:
+    """A classification loss on scores: its per-example value and the gradient beside it.
+
+    ``value(o, y)``: scores (N, C), labels (N,) -> losses (N,); ``grad(o, y)``: the derivative of
+    each example's loss with respect to its scores, (N, C). The training loop's tuned versions of
+    both live in ``softmaxlab.fast``; the tests check them against these.
+    """
+
+    name: str
+    value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    grad: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    default_lr: float  # the learning rate that trains well with the chapter's recipe
+    help: str
 
 
-def cross_entropy_values(logits: torch.Tensor, y: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """``cross_entropy(logits, y, "none")`` with the classes along ``dim``."""
-    return torch.log_softmax(logits, dim=dim).gather(dim, y.unsqueeze(dim)).squeeze(dim).neg_()
+LOSSES = {
+    "ce": Loss("ce", lambda o, y: cross_entropy(o, y, reduction="none"), cross_entropy_grad, 0.1,
+               "cross-entropy of softmax(o), the chapter's loss"),
+    "mse": Loss("mse", lambda o, y: onehot_mse(o, y, reduction="none"), onehot_mse_grad, 0.01,
+                "squared loss ½‖o − onehot(y)‖² on the raw scores o, summed over classes, "
+                "averaged over the batch; predicts argmax o"),
+}
 
 
-def cross_entropy_grads(logits: torch.Tensor, y: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """``cross_entropy_grad(logits, y)`` with the classes along ``dim``: softmax - onehot, in two
-    kernels (PyTorch's fused softmax, which the tests check against ``softmax`` above)."""
-    return _minus_onehot_(torch.softmax(logits, dim=dim), y, dim)
-
-
-def cross_entropy_value_and_grad(
-    logits: torch.Tensor, y: torch.Tensor, dim: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cross_entropy(o, y, "none") (N,), cross_entropy_grad(o, y)) from one log-softmax."""
-    logp = torch.log_softmax(logits, dim=dim)
-    loss = logp.gather(dim, y.unsqueeze(dim)).squeeze(dim).neg_()
-    return loss, _minus_onehot_(logp.exp_(), y, dim)  # softmax(o), in the buffer of logp
-
-
-def onehot_mse_values(scores: torch.Tensor, y: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """``onehot_mse(scores, y, "none")`` with the classes along ``dim``."""
-    diff = onehot_mse_grads(scores, y, dim)
-    return 0.5 * (diff * diff).sum(dim)
-
-
-def onehot_mse_grads(scores: torch.Tensor, y: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """``onehot_mse_grad(scores, y)`` with the classes along ``dim``: o - onehot."""
-    return _minus_onehot_(scores.clone(), y, dim)
-
-
-def onehot_mse_value_and_grad(
-    scores: torch.Tensor, y: torch.Tensor, dim: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(onehot_mse(o, y, "none") (N,), onehot_mse_grad(o, y)) from one difference."""
-    diff = onehot_mse_grads(scores, y, dim)
-    return 0.5 * (diff * diff).sum(dim), diff
+def get_loss(name: str) -> Loss:
+    """The loss called ``name`` (a key of ``LOSSES``)."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ConfigError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None

@@ -49,6 +49,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import ConfigError, ImageInputError
+
 __all__ = ["INVERT_CHOICES", "MAX_FILE_BYTES", "ImageInputError", "load_image", "to_tensor"]
 
 #: Largest file :func:`load_image` accepts, in bytes (checked before decoding).
@@ -72,10 +74,6 @@ _SUPPORTED_HINT = "save it as PNG or JPEG"
 
 # Pillow modes that carry an alpha channel.
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
-
-
-class ImageInputError(ValueError):
-    """A file cannot be used as an input image; the message names the file and the problem."""
 
 
 def _fail(path: str | os.PathLike, problem: str) -> ImageInputError:
@@ -274,11 +272,11 @@ def load_image(
             Pillow's pixel limit (one-line message naming the file).
     """
     if invert not in INVERT_CHOICES:
-        raise ValueError(
+        raise ConfigError(
             f"invert={invert!r} is not allowed; use one of {', '.join(INVERT_CHOICES)}"
         )
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
+        raise ConfigError(f"size must be a positive integer, got {size!r}")
     size = int(size)
 
     p = Path(path)

@@ -1,4 +1,4 @@
-"""The pictures (and report) written into a run folder at the end of training."""
+"""The pictures written into a run folder at the end of training: curves.png, predictions.png."""
 
 from __future__ import annotations
 
@@ -6,21 +6,21 @@ from pathlib import Path
 
 import torch
 
-N_PREDICTIONS = 18  # test images shown in predictions.png
+from .data import text_labels
+
+N_PREDICTIONS = 18  # test images shown in predictions.png (and in the report)
 
 
 def predict_first(session, n: int = N_PREDICTIONS) -> tuple[torch.Tensor, list[str], list[str]]:
     """The first ``n`` test images (uint8 (n, H, W)), their true and predicted labels."""
     test = session.test
-    images, labels = test.images[:n], test.labels[:n]
-    with torch.no_grad():
-        pred = session.model(session.transform(test.to_float(slice(0, n)))).argmax(1)
-    names = test.class_names
-    return images, [names[int(i)] for i in labels], [names[int(i)] for i in pred]
+    pred = session.inference_model().predict(test.to_float(slice(0, n)))
+    return (test.images[:n], text_labels(test.labels[:n], test.class_names),
+            text_labels(pred, test.class_names))
 
 
-def write_run_outputs(out: Path, session, history: list[dict], report: bool = True) -> list[Path]:
-    """curves.png and predictions.png (and report.html) in ``out``; returns the paths written."""
+def write_run_outputs(out: Path, session, history: list[dict]) -> list[Path]:
+    """curves.png and predictions.png in ``out``; returns the paths written."""
     from . import plots
 
     title = f"{session.config.impl}, {session.config.loss}, lr {session.config.learning_rate:g}"
@@ -28,8 +28,4 @@ def write_run_outputs(out: Path, session, history: list[dict], report: bool = Tr
     images, true, pred = predict_first(session)
     written.append(plots.save_figure(plots.plot_predictions(images, true, pred),
                                      out / "predictions.png"))
-    if report:
-        from .report import write_report
-
-        written.append(write_report(out, session.test))
     return written

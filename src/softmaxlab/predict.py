@@ -21,8 +21,9 @@ import torch
 from PIL import Image
 
 from .checkpoint import TrainedModel
+from .errors import ConfigError, ImageInputError
 from .fsutil import atomic_path
-from .images import INVERT_CHOICES, ImageInputError, load_image, to_tensor
+from .images import INVERT_CHOICES, load_image, to_tensor
 
 __all__ = ["ClassScore", "FilePrediction", "predict_files", "save_inputs"]
 
@@ -64,7 +65,7 @@ class FilePrediction:
 def _input_size(model: TrainedModel) -> int:
     height, width = model.image_shape
     if height != width:
-        raise ValueError(f"the model takes {height}x{width} images; predicting from files "
+        raise ConfigError(f"the model takes {height}x{width} images; predicting from files "
                          "needs a model trained on square images")
     return int(height)
 
@@ -95,14 +96,14 @@ def predict_files(
         image or over Pillow's pixel limit has ``error`` set (a one-line message) and no ``top``.
 
     Raises:
-        ValueError: ``top_k`` or ``invert`` is out of range, or the model's images are not square.
+        ConfigError: ``top_k`` or ``invert`` is out of range, or the model's images are not square.
     """
     num_classes = len(model.class_names)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_classes:
-        raise ValueError(f"top_k={top_k!r} is not allowed; it must be an integer from 1 to "
+        raise ConfigError(f"top_k={top_k!r} is not allowed; it must be an integer from 1 to "
                          f"{num_classes} (the model's number of classes)")
     if invert not in INVERT_CHOICES:
-        raise ValueError(f"invert={invert!r} is not allowed; use one of {', '.join(INVERT_CHOICES)}")
+        raise ConfigError(f"invert={invert!r} is not allowed; use one of {', '.join(INVERT_CHOICES)}")
     size = _input_size(model)
 
     images: dict[int, np.ndarray] = {}
@@ -153,11 +154,11 @@ def save_inputs(predictions: Sequence[FilePrediction], out_dir: str | os.PathLik
         The paths written, in the order of the successful predictions.
 
     Raises:
-        NotADirectoryError: ``out_dir`` exists and is not a folder.
+        ConfigError: ``out_dir`` exists and is not a folder.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} is a file, not a folder; give a folder to write the "
+        raise ConfigError(f"{out} is a file, not a folder; give a folder to write the "
                                  "model's input images into")
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -10,7 +10,6 @@ page loads nothing and runs nothing. Every text inserted is escaped with ``html.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import struct
 from datetime import datetime, timezone
@@ -18,12 +17,12 @@ from html import escape
 from pathlib import Path
 
 from . import __version__
-from .checkpoint import RunError, load_trained, read_run_config
-from .data import ImageDataset
+from .checkpoint import load_trained, read_history, read_run_config
+from .config import TrainConfig
+from .data import ImageDataset, text_labels
 from .evaluation import Evaluation, evaluate, evaluation_figures
-from .fsutil import read_json, write_text
+from .fsutil import write_text
 from .outputs import N_PREDICTIONS
-from .runner import TrainConfig
 
 REPORT_FILE = "report.html"
 DPI = 144  # figures are rendered at this dpi and shown at 100 dpi size: sharp on dense screens
@@ -68,20 +67,6 @@ table.confusion td.cm { text-align: right; min-width: 3.2em; border: 1px solid #
 table.confusion th.cmh { vertical-align: bottom; font-size: 13px; }
 table.confusion th.cmh span { writing-mode: vertical-rl; transform: rotate(180deg); }
 """
-
-
-def read_history(run_dir: str | os.PathLike) -> list[dict]:
-    """The run's history.json: one dict per epoch (epoch, train_loss, train_acc, test_acc, ...)."""
-    path = Path(run_dir) / "history.json"
-    if not path.is_file():
-        raise RunError(f"{path} is missing: {path.parent} is not a complete softmaxlab run folder")
-    try:
-        history = read_json(path)
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError) as e:
-        raise RunError(f"{path} is unreadable ({e}); the run folder is damaged") from None
-    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
-        raise RunError(f"{path} is not a list of per-epoch records; the run folder is damaged")
-    return history
 
 
 def _img(png: bytes, alt: str, dpi: int = DPI) -> str:
@@ -263,8 +248,8 @@ def _samples_section(ev: Evaluation, png: bytes | None = None) -> str:
 
     names, k = ev.class_names, min(N_PREDICTIONS, ev.n)
     if png is None:
-        fig = plot_predictions(ev.images[:k], [names[int(i)] for i in ev.labels[:k]],
-                               [names[int(i)] for i in ev.pred[:k]])
+        fig = plot_predictions(ev.images[:k], text_labels(ev.labels[:k], names),
+                               text_labels(ev.pred[:k], names))
     return _section(
         "Sample predictions",
         (_img(png, "sample predictions", dpi=RUN_PICTURE_DPI) if png

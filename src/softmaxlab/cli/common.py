@@ -10,18 +10,14 @@ import os
 import sys
 import threading
 
+from ..config import TrainConfig
+from ..errors import ConfigError
 
-class UsageError(ValueError):
+DEFAULT_DATASET = TrainConfig.dataset  # (a dataclass field's default is its class attribute)
+
+
+class UsageError(ConfigError):
     """A bad combination of command-line options: reported with the usage, exit code 2."""
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean bad input (reported in one line, exit 2), not a bug."""
-    from ..checkpoint import RunError
-    from ..data import ChecksumError, DataNotFoundError, IDXError
-
-    return (DataNotFoundError, IDXError, ChecksumError, RunError, ValueError, FileNotFoundError,
-            PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def _number(kind: type, minimum: float, inclusive: bool):
@@ -47,11 +43,14 @@ positive_float = _number(float, 0, inclusive=False)
 nonneg_float = _number(float, 0, inclusive=True)
 
 
-def add_data_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
-    g = p.add_argument_group("data")
+def add_data_args(p: argparse.ArgumentParser, dataset: bool = True, group=None) -> None:
+    """--dataset (unless ``dataset`` is false), --data-dir, --mirror, --offline, --no-progress."""
+    from ..data import SPECS
+
+    g = group or p.add_argument_group("data")
     if dataset:
-        g.add_argument("--dataset", choices=["fashion-mnist", "mnist"], default=None,
-                       help="which dataset (default: fashion-mnist)")
+        g.add_argument("--dataset", choices=list(SPECS), default=None,
+                       help=f"which dataset (default: {DEFAULT_DATASET})")
     g.add_argument("--data-dir", metavar="DIR", default=None,
                    help="use only DIR, which holds the four IDX files (.gz or raw), downloading "
                         "missing ones into it (default: $SOFTMAXLAB_DATA, else look in "
@@ -87,13 +86,15 @@ def import_in_background(module: str) -> threading.Thread:
     return thread
 
 
-def load_data(args, dataset: str | None = None):
-    """(train, test) ImageDatasets as the data options say."""
+def load_data(args, dataset: str | None = None, data_dir: str | None = None):
+    """(train, test) ImageDatasets as the data options say; ``dataset`` and ``data_dir`` (where
+    the args give none) are a run's."""
     from ..data import load_dataset
 
     import_in_background("softmaxlab.plots")  # every command that loads data draws pictures
-    return load_dataset(dataset or args.dataset or "fashion-mnist", data_dir=args.data_dir,
-                        mirror=args.mirror, offline=args.offline, progress=show_progress(args))
+    return load_dataset(dataset or args.dataset or DEFAULT_DATASET,
+                        data_dir=args.data_dir or data_dir, mirror=args.mirror,
+                        offline=args.offline, progress=show_progress(args))
 
 
 def default_threads() -> int:

@@ -35,8 +35,7 @@ def load_run_test(args, run_dir: Path):
     from ..checkpoint import read_run_config
 
     cfg = read_run_config(run_dir)
-    args.data_dir = args.data_dir or cfg.get("data_dir")
-    _, test = load_data(args, cfg["config"]["dataset"])
+    _, test = load_data(args, cfg["config"]["dataset"], cfg.get("data_dir"))
     return test
 
 

@@ -1,45 +1,79 @@
-"""``softmaxlab train``: train softmax regression and write a run folder."""
+"""``softmaxlab train``: train softmax regression and write a run folder.
+
+Its training flags come from ``TrainConfig``'s declarations (one flag per option, its default in
+the help); the flags that are not training options are ``OTHER_FLAGS``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from dataclasses import Field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..config import (
+    RECIPES,
+    TrainConfig,
+    check_option,
+    describe_recipe,
+    option_type,
+    rule,
+    shown_default,
+)
+from ..errors import ConfigError
 from .common import (
     UsageError,
     add_data_args,
     default_threads,
     load_data,
-    nonneg_float,
-    nonneg_int,
-    positive_float,
     positive_int,
     set_threads,
     show_progress,
     tqdm_wrap,
 )
 
-# The options that define a run (stored in config.json; fixed once a run exists). Their defaults
-# live in TrainConfig and are shown in the help below.
-RUN_OPTIONS = ("impl", "loss", "epochs", "batch_size", "lr", "seed", "dataset", "optimizer",
-               "momentum", "weight_decay", "lr_schedule", "standardize", "val_split", "augment",
-               "lbfgs_iters")
+# every flag of `train` that is not a training option (those are TrainConfig's fields)
+OTHER_FLAGS = ("recipe", "threads", "out", "force", "resume", "no_report", "data_dir", "mirror",
+               "offline", "no_progress", "debug")
 
-# `--recipe best`: the best linear model on raw pixels we found, chosen by mean validation accuracy
-# over 3 seeds with `--val-split 10000` (never on the test set; README "Recipes" has the search).
-# Explicit options override it.
-RECIPES = {
-    "chapter": {},
-    "best": {"impl": "scratch", "optimizer": "sgd", "epochs": 20, "batch_size": 256, "lr": 0.1,
-             "momentum": 0.9, "weight_decay": 1e-4, "lr_schedule": "cosine"},
-    # the quickest candidate within 0.001 of best's validation accuracy (mean over 3 seeds)
-    "fast": {"impl": "scratch", "optimizer": "sgd", "epochs": 5, "batch_size": 1024, "lr": 0.08,
-             "momentum": 0.9, "weight_decay": 1e-3, "lr_schedule": "cosine",
-             "standardize": True},
-}
+
+def _flag_type(f: Field):
+    """An argparse type for a number option, checked by the option's own rule."""
+    kind = option_type(f)
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+        try:
+            check_option(f, value)
+        except ConfigError:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; {rule(f)}") from None
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def add_option_flags(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
+    """One flag per TrainConfig option, in groups; returns the groups by title."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in fields(TrainConfig):
+        m = f.metadata
+        group = groups.get(m["group"]) or groups.setdefault(m["group"],
+                                                            p.add_argument_group(m["group"]))
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{m['help']} (default: {shown_default(f)})"
+        if option_type(f) is bool:
+            group.add_argument(flag, action="store_true", default=None, help=help_text)
+        elif m["choices"]:
+            group.add_argument(flag, choices=m["choices"], default=None, help=help_text)
+        else:
+            group.add_argument(flag, type=_flag_type(f), default=None, help=help_text)
+    return groups
 
 
 def register(sub) -> None:
@@ -50,51 +84,12 @@ def register(sub) -> None:
                     "model.safetensors, curves.png, predictions.png and report.html into the run "
                     "folder.",
     )
-    m = p.add_argument_group("model and loss")
-    m.add_argument("--impl", choices=["scratch", "concise"], default=None,
-                   help="scratch: the chapter's W, b with gradients written out; concise: "
-                        "nn.Sequential(Flatten, Linear) with autograd (default: scratch)")
-    m.add_argument("--loss", choices=["ce", "mse"], default=None,
-                   help="ce: cross-entropy of softmax(o), default lr 0.1; mse: squared loss "
-                        "½‖o − onehot(y)‖² on the raw scores o, summed over classes, averaged "
-                        "over the batch, predicting argmax o, default lr 0.01 (default: ce)")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=nonneg_int, default=None,
-                   help="epochs in all; with --optimizer lbfgs the number of outer L-BFGS steps; "
-                        "with --resume the total to reach (default: 10)")
-    t.add_argument("--batch-size", type=positive_int, default=None, help="minibatch size "
-                   "(default: 256)")
-    t.add_argument("--lr", type=positive_float, default=None,
-                   help="learning rate (default: the loss's own: 0.1 for ce, 0.01 for mse)")
-    t.add_argument("--seed", type=int, default=None,
-                   help="seed of the initial weights, the shuffles and the validation split "
-                        "(default: 0)")
-    t.add_argument("--optimizer", choices=["sgd", "lbfgs"], default=None,
-                   help="sgd: minibatch SGD; lbfgs: full-batch L-BFGS, one history row per outer "
-                        "step (default: sgd)")
-    t.add_argument("--momentum", type=nonneg_float, default=None, help="SGD momentum "
-                   "(default: 0)")
-    t.add_argument("--weight-decay", type=nonneg_float, default=None,
-                   help="L2 penalty: weight_decay/2 ‖W‖² added to the loss (default: 0)")
-    t.add_argument("--lr-schedule", choices=["constant", "cosine", "step"], default=None,
-                   help="per-epoch learning rate: constant, cosine to 0, or step (x0.1 at 1/2 "
-                        "and 3/4 of the epochs) (default: constant)")
-    t.add_argument("--standardize", action="store_true", default=None,
-                   help="standardise each pixel with the training split's mean/std (saved with "
-                        "the model, applied wherever it is used) (default: off)")
-    t.add_argument("--augment", action="store_true", default=None,
-                   help="shift training images by up to 1 pixel (default: off)")
-    t.add_argument("--val-split", type=nonneg_int, default=None,
-                   help="hold out N training images for validation; history gets val_acc "
-                        "(default: 0)")
-    t.add_argument("--lbfgs-iters", type=positive_int, default=None,
-                   help="inner L-BFGS iterations per outer step (default: 20)")
+    groups = add_option_flags(p)
+    t = groups["training"]
     t.add_argument("--recipe", choices=sorted(RECIPES), default=None,
-                   help="a preset of the options above; explicit options override it. best: "
-                        "20 epochs of SGD with momentum 0.9, lr 0.1 on a cosine schedule, weight "
-                        "decay 1e-4; fast: 5 epochs of batch 1024 on standardised pixels, momentum "
-                        "0.9, lr 0.08 on a cosine schedule, weight decay 1e-3 (default: chapter, "
-                        "i.e. no preset)")
+                   help="a preset of the options above; explicit options override it. "
+                        + "; ".join(f"{name}: {describe_recipe(name)}" for name in RECIPES)
+                        + " (default: chapter)")
     t.add_argument("--threads", type=positive_int, default=None,
                    help=f"CPU threads for torch (default: the cores available, here "
                         f"{default_threads()})")
@@ -102,30 +97,29 @@ def register(sub) -> None:
     o.add_argument("--out", metavar="DIR", default=None,
                    help="the run folder (default: runs/<UTC timestamp>-<impl>)")
     o.add_argument("--force", action="store_true",
-                   help="train into --out even if it is not empty, replacing its run files")
+                   help="train into --out even if it is not empty, replacing its run files "
+                        "(default: off)")
     o.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR from its last completed epoch up to --epochs "
-                        "(its other options are kept; giving a different one is an error)")
-    o.add_argument("--no-report", action="store_true", help="skip report.html at the end")
-    add_data_args(p)
+                        "(its other options are kept; giving a different one is an error) "
+                        "(default: a new run)")
+    o.add_argument("--no-report", action="store_true",
+                   help="skip report.html at the end (default: written)")
+    add_data_args(p, dataset=False, group=groups["data"])
     p.set_defaults(handler=run, subparser=p)
 
 
 def _given(args) -> dict:
-    return {k: getattr(args, k) for k in RUN_OPTIONS if getattr(args, k) is not None}
+    """The training options given on the command line."""
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+            if getattr(args, f.name) is not None}
 
 
-def _resolve_config(args):
-    from ..runner import TrainConfig
-
-    options = dict(RECIPES[args.recipe or "chapter"])
-    options.update(_given(args))
-    return TrainConfig(**options)
+def _new_config(args) -> TrainConfig:
+    return TrainConfig(**{**RECIPES[args.recipe or "chapter"], **_given(args)})
 
 
-def _resume_config(args, run_cfg: dict):
-    from ..runner import TrainConfig
-
+def _resume_config(args, run_cfg: dict) -> TrainConfig:
     saved = TrainConfig.from_dict(run_cfg["config"]).to_dict()
     for key, value in _given(args).items():
         if key != "epochs" and saved.get(key) != value:
@@ -139,21 +133,28 @@ def _resume_config(args, run_cfg: dict):
     return TrainConfig.from_dict(saved)
 
 
-def _prepare_out(args, impl: str) -> Path:
+def _new_out(args, impl: str) -> Path:
     if args.out is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{stamp}-{impl}"
         i = 1
         while out.exists():
             out, i = Path("runs") / f"{stamp}-{impl}-{i}", i + 1
-    else:
-        out = Path(args.out)
+        return out
+    out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not args.force:
         raise UsageError(f"--out {out} is not empty; choose another folder, add --force to train "
                          "into it anyway, or --resume it to continue that run")
     return out
+
+
+def _epoch_line(row: dict, total: int) -> str:
+    val = f"  val acc {row['val_acc']:.4f}" if "val_acc" in row else ""
+    return (f"epoch {row['epoch']:>3}/{total}  train loss {row['train_loss']:.4f}  "
+            f"train acc {row['train_acc']:.4f}{val}  test acc {row['test_acc']:.4f}  "
+            f"({row['seconds']:.2f} s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,13 +169,12 @@ def run(args: argparse.Namespace) -> int:
         config = _resume_config(args, run_cfg)
         data_dir = args.data_dir or run_cfg.get("data_dir")
     else:
-        config = _resolve_config(args)
-        out = _prepare_out(args, config.impl)
+        config = _new_config(args)
+        out = _new_out(args, config.impl)
         data_dir = args.data_dir
     threads = set_threads(args.threads)
-    args.data_dir = data_dir
     t_start = time.perf_counter()
-    train, test = load_data(args, config.dataset)
+    train, test = load_data(args, config.dataset, data_dir)
     session = Session(config, train, test)
     history: list[dict] = []
     if args.resume:
@@ -183,35 +183,43 @@ def run(args: argparse.Namespace) -> int:
             print(f"{out}: already trained for {len(history)} epochs (asked for {config.epochs}); "
                   "give a larger --epochs to continue")
             return 0
-    out.mkdir(parents=True, exist_ok=True)
     checkpoint.write_config(out, session, data_dir)
     print(f"training {config.impl} softmax regression on {config.dataset} "
           f"({len(session.train)} train / {len(test)} test images, {threads} threads) -> {out}")
-    n_total = config.epochs
 
     def on_epoch(h: list[dict]) -> None:
         checkpoint.save_checkpoint(out, session, h)
-        row = h[-1]
-        val = f"  val acc {row['val_acc']:.4f}" if "val_acc" in row else ""
-        print(f"epoch {row['epoch']:>3}/{n_total}  train loss {row['train_loss']:.4f}  "
-              f"train acc {row['train_acc']:.4f}{val}  test acc {row['test_acc']:.4f}  "
-              f"({row['seconds']:.2f} s)", flush=True)
+        print(_epoch_line(h[-1], config.epochs), flush=True)
 
     if not history:
         checkpoint.save_checkpoint(out, session, history)
-    history = session.fit(history, callbacks=[on_epoch],
-                          wrap=tqdm_wrap(show_progress(args), "train"))
-    from ..outputs import write_run_outputs
-
-    written = write_run_outputs(out, session, history, report=not args.no_report)
+    try:
+        history = session.fit(history, callbacks=[on_epoch],
+                              wrap=tqdm_wrap(show_progress(args), "train"))
+    except KeyboardInterrupt:
+        done = len(checkpoint.read_history(out))
+        print(f"stopped after epoch {done}; the run folder holds that epoch's checkpoint. "
+              f"Continue with: softmaxlab train --resume {out}", file=sys.stderr)
+        raise
+    written = _write_pictures(out, session, history, report=not args.no_report)
     train_time = sum(r["seconds"] for r in history)
-    last = history[-1] if history else None
-    if last:
+    if history:
+        last = history[-1]
         print(f"done: train loss {last['train_loss']:.4f}, train acc {last['train_acc']:.4f}, "
               f"test acc {last['test_acc']:.4f}; training {train_time:.2f} s, "
               f"wall {time.perf_counter() - t_start:.1f} s")
     print(f"run folder: {out}")
     for path in written:
         print(f"  {path}")
-    sys.stdout.flush()
     return 0
+
+
+def _write_pictures(out: Path, session, history: list[dict], report: bool) -> list[Path]:
+    from ..outputs import write_run_outputs
+
+    written = write_run_outputs(out, session, history)
+    if report:
+        from ..report import write_report
+
+        written.append(write_report(out, session.test))
+    return written

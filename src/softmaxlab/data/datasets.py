@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import ConfigError, DataError
 from .idx import IDXError, parse_idx, read_bytes
 from .sources import REPLACE_HINT, locate, verify
 from .specs import DatasetSpec, get_spec
@@ -38,19 +39,19 @@ class ImageDataset:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 3:
-            raise ValueError(
+            raise DataError(
                 f"images must be uint8 of shape (N, H, W), got {self.images.dtype} "
                 f"{tuple(self.images.shape)}"
             )
         if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
-            raise ValueError(
+            raise DataError(
                 f"labels must be int64 of shape ({len(self.images)},) for {len(self.images)} "
                 f"images, got {self.labels.dtype} {tuple(self.labels.shape)}"
             )
         if len(self.labels) and not (
             0 <= int(self.labels.min()) and int(self.labels.max()) < len(self.class_names)
         ):
-            raise ValueError(
+            raise DataError(
                 f"labels run from {int(self.labels.min())} to {int(self.labels.max())}, but there "
                 f"are {len(self.class_names)} class names (labels must be 0 to "
                 f"{len(self.class_names) - 1})"
@@ -95,12 +96,8 @@ class ImageDataset:
         seed: int = 0,
         epoch: int = 0,
         resize: Size | None = None,
-        reuse: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(X float32 (B, 1, H, W) in [0, 1], y int64 (B,))``; the last batch may be short.
-
-        With ``reuse`` every X is written into one buffer, overwritten by the next batch (for a
-        loop that is done with a batch before it asks for the next: the training loop).
 
         Without ``shuffle`` the order is the dataset's. With it the order is one permutation
         drawn from ``(seed, epoch)``, so an epoch's batches are the same whenever that epoch is
@@ -115,9 +112,6 @@ class ImageDataset:
         # the epoch's labels in one gather (or one copy): each batch's y is a slice of them
         labels = self.labels.clone() if order is None else self.labels.index_select(0, order)
         ys = labels.split(batch_size)  # all the batches' views in one call
-        if reuse and resize is None and n:
-            yield from self._reused_batches(ys, None if order is None else order.split(batch_size))
-            return
         for i, y in enumerate(ys):
             start = i * batch_size
             idx = slice(start, start + batch_size) if order is None else order[start:start + len(y)]
@@ -126,39 +120,17 @@ class ImageDataset:
                 x = resize_images(x, resize)
             yield x, y
 
-    def _reused_batches(self, ys: Sequence[torch.Tensor], idxs: Sequence[torch.Tensor] | None
-                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The training loop's path: each batch is one gather (``idxs``: the batches' indices, or
-        None for the dataset's order) and one conversion, into buffers reused from batch to batch,
-        with their views made once (the per-batch Python work is a good part of an epoch)."""
-        size = ys[0].shape[0]
-        shape = self.image_shape
-        buffer = torch.empty(size, 1, *shape)
-        staging = torch.empty(size, 1, *shape, dtype=torch.uint8)
-        views: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        for i, y in enumerate(ys):
-            k = y.shape[0]
-            view = views.get(k)
-            if view is None:  # the full size, and the last batch's
-                view = views[k] = (staging[:k].view(k, *shape), staging[:k], buffer[:k])
-            gathered, source, dest = view
-            if idxs is None:
-                source = self.images[i * size:i * size + k].unsqueeze(1)
-            else:
-                torch.index_select(self.images, 0, idxs[i], out=gathered)
-            yield torch.div(source, 255.0, out=dest), y  # convert and scale in one pass
-
 
 def _check_batch_size(batch_size: int) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} is not allowed; it must be an int >= 1")
+        raise ConfigError(f"batch_size={batch_size!r} is not allowed; it must be an int >= 1")
 
 
 def _check_size(size: Size) -> tuple[int, int]:
     pair = (size, size) if isinstance(size, int) else tuple(size)
     if len(pair) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
                                  for s in pair):
-        raise ValueError(f"resize={size!r} is not allowed; give an int >= 1 (a square) or a "
+        raise ConfigError(f"resize={size!r} is not allowed; give an int >= 1 (a square) or a "
                          "pair (H, W) of them")
     return pair  # type: ignore[return-value]
 
@@ -170,7 +142,7 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """
     for what, value in (("seed", seed), ("epoch", epoch)):
         if value < 0:
-            raise ValueError(f"{what}={value} is not allowed; it must be >= 0")
+            raise ConfigError(f"{what}={value} is not allowed; it must be >= 0")
     state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
     g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
     return torch.randperm(n, generator=g)

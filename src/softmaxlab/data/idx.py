@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..fsutil import atomic_path
 
 # IDX dtype code -> numpy dtype (big-endian where it matters)
@@ -32,7 +33,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_DIM = 2**32 - 1  # a size must fit the header's uint32
 
 
-class IDXError(ValueError):
+class IDXError(DataError):
     """A file that is not a valid IDX file; the message names the file and what is wrong."""
 
 

@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..errors import ConfigError, DataError
 from ..fsutil import atomic_path
 from .idx import is_gzip, parse_idx, read_bytes
 from .specs import ROLES, DatasetSpec
@@ -37,11 +38,11 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 REPLACE_HINT = "delete or replace it (once it is gone, softmaxlab downloads a fresh copy)"
 
 
-class DataNotFoundError(RuntimeError):
+class DataNotFoundError(DataError, RuntimeError):
     """The dataset is in none of the places looked in and could not be downloaded."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(DataError):
     """A file whose md5 is not the one its dataset spec expects."""
 
 
@@ -196,7 +197,7 @@ def download(
     connect_timeout = CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
     read_timeout = READ_TIMEOUT if read_timeout is None else read_timeout
     opener = urllib.request.build_opener(_HTTPHandler(read_timeout), _HTTPSHandler(read_timeout))
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest, writes_fault=False) as tmp:
         with opener.open(url, timeout=connect_timeout) as resp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
@@ -271,14 +272,14 @@ def fetch(
 def _env_flag(name: str) -> bool:
     value = os.environ.get(name, "").strip().lower()
     if value not in _TRUE + _FALSE:
-        raise ValueError(f"${name}={os.environ[name]!r} is not understood; set it to 1 (on) or 0 "
+        raise ConfigError(f"${name}={os.environ[name]!r} is not understood; set it to 1 (on) or 0 "
                          "(off)")
     return value in _TRUE
 
 
 def _check_mirror(mirror: str, source: str) -> str:
     if not mirror.startswith(_URL_SCHEMES):
-        raise ValueError(f"{source} {mirror!r} is not a URL; give a base URL starting with "
+        raise ConfigError(f"{source} {mirror!r} is not a URL; give a base URL starting with "
                          f"{', '.join(_URL_SCHEMES)} that serves the <file>.gz files")
     return mirror
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ConfigError
+
 # The four roles of an IDX dataset's files.
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 
@@ -104,4 +106,4 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return SPECS[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SPECS)}") from None
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(SPECS)}") from None

@@ -1,0 +1,73 @@
+"""softmaxlab's own exceptions, and the exit code the command line gives each.
+
+Only these become a one-line error on the command line (exit code 2, or 3 for divergence); any
+other exception is a bug and shows its traceback (exit code 1). Each class also derives from the
+built-in exception that callers in Python would expect (``ValueError`` for bad values, ``OSError``
+for the operating system's refusals), so ``except ValueError`` keeps working.
+
+Exit codes of the ``softmaxlab`` command (the README has the same table):
+
+====  ===========================================================================
+code  meaning
+====  ===========================================================================
+0     success
+1     a bug: the traceback is shown
+2     bad input, usage, or an OS fault on the user's paths: one line, no traceback
+3     training diverged
+130   interrupted (SIGINT)
+143   terminated (SIGTERM)
+====  ===========================================================================
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+class SoftmaxlabError(Exception):
+    """The base class: a problem the user can fix; the message says what and how."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(SoftmaxlabError, ValueError):
+    """An option or argument value that is not allowed (names the value and the allowed range)."""
+
+
+class DataError(SoftmaxlabError, ValueError):
+    """A dataset that cannot be used: damaged, wrong, missing or not matching the model."""
+
+
+class RunFolderError(SoftmaxlabError, ValueError):
+    """A run folder that cannot be used; the message names the folder or file and what is wrong."""
+
+
+class ImageInputError(SoftmaxlabError, ValueError):
+    """An image file of the user's that cannot be used; the message names the file."""
+
+
+class SystemFault(SoftmaxlabError, OSError):
+    """The operating system refused (full disk, read-only file system, no permission, ...) on a
+    path of the user's; the message names the path and the reason."""
+
+
+class TrainingDiverged(SoftmaxlabError, ArithmeticError):
+    """Training produced a non-finite loss or non-finite parameters."""
+
+    exit_code = EXIT_DIVERGED
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM (handled like Ctrl-C)."""
+
+
+def os_fault(path, error: OSError, doing: str = "write",
+             hint: str = "free some space, or choose a writable folder") -> SystemFault:
+    """A SystemFault for the OSError ``error`` raised while trying to ``doing`` ``path``."""
+    reason = error.strerror or str(error)
+    return SystemFault(f"cannot {doing} {path}: {reason}; {hint}")
