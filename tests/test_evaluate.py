@@ -12,6 +12,7 @@ from PIL import Image
 from sklearn import metrics as skm
 
 import softmaxlab.data
+from conftest import make_dataset
 from softmaxlab import checkpoint
 from softmaxlab.cli import main
 from softmaxlab.data import ImageDataset
@@ -21,25 +22,10 @@ from softmaxlab.runner import Session, TrainConfig
 CLASSES = ("top", "trousers", "shoe", "bag")
 
 
-def tiny_split(n: int, seed: int, class_names=CLASSES, size: int = 8) -> ImageDataset:
-    """n images (size x size): class k lights up horizontal band k, plus noise; learnable.
-
-    15% of the images are drawn as the next class (label noise): confident mistakes to show.
-    """
-    g = torch.Generator().manual_seed(seed)
-    C = len(class_names)
-    labels = torch.arange(n) % C
-    drawn = torch.where(torch.rand(n, generator=g) < 0.15, (labels + 1) % C, labels)
-    images = torch.randint(0, 90, (n, size, size), generator=g)
-    band = size // C
-    for k in range(C):
-        images[drawn == k, k * band:(k + 1) * band, :] += 120
-    return ImageDataset(images.clamp(0, 255).to(torch.uint8), labels.to(torch.int64),
-                        tuple(class_names), "tiny")
-
-
-def tiny_data(class_names=CLASSES, size: int = 8) -> tuple[ImageDataset, ImageDataset]:
-    return tiny_split(240, 0, class_names, size), tiny_split(120, 1, class_names, size)
+def tiny_data(class_names=CLASSES) -> tuple[ImageDataset, ImageDataset]:
+    """Train (240) and test (120) 8x8 images of ``class_names``' classes, from make_dataset."""
+    c = len(class_names)
+    return make_dataset(240, 0, c, (8, 8), class_names), make_dataset(120, 1, c, (8, 8), class_names)
 
 
 def make_run(out: Path, loss: str = "ce", epochs: int = 2, class_names=CLASSES,
@@ -57,6 +43,7 @@ def make_run(out: Path, loss: str = "ce", epochs: int = 2, class_names=CLASSES,
 
 @pytest.fixture
 def tiny_run(tmp_path) -> Path:
+    """A run folder trained for 2 epochs on tiny_data (its config says data_dir /somewhere/tiny)."""
     return make_run(tmp_path / "run", data_dir="/somewhere/tiny")
 
 
@@ -144,7 +131,7 @@ def test_mse_model_gets_a_note(tmp_path):
 def test_evaluate_rejects_other_data(tiny_run):
     model = checkpoint.load_trained(tiny_run)
     with pytest.raises(ValueError, match="does not match the model"):
-        evaluate(model, tiny_split(40, 2, size=12))
+        evaluate(model, make_dataset(40, 2, len(CLASSES), (12, 12), CLASSES))
 
 
 # --------------------------------------------------------------------------- command line

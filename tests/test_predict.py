@@ -40,7 +40,7 @@ def train_run(out: Path, data_dir: Path, epochs: int) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    """A run folder trained for one epoch on a tiny random IDX dataset (Fashion-MNIST's names)."""
+    """A run folder trained for one epoch on conftest's tiny IDX dataset (Fashion-MNIST's names)."""
     root = tmp_path_factory.mktemp("tiny-run")
     data = make_idx_files(root / "tiny")
     with pytest.MonkeyPatch.context() as mp:

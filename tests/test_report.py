@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 import softmaxlab.data
+from conftest import make_dataset
 from softmaxlab.cli import main
-from softmaxlab.data import ImageDataset
 from softmaxlab.report import CSP, REPORT_FILE, write_report
 from test_evaluate import CLASSES, make_run, tiny_data
 
@@ -155,8 +155,7 @@ def test_cli_report(tmp_path, fake_data, capsys):
 
 def test_cli_report_on_other_data_is_an_error(tmp_path, monkeypatch, capsys):
     run = make_run(tmp_path / "run", epochs=1)
-    other = ImageDataset(tiny_data()[1].images[:, :4, :4].contiguous(), tiny_data()[1].labels,
-                         CLASSES, "other")
+    other = make_dataset(120, 1, len(CLASSES), (4, 4), CLASSES, name="other")  # 4x4 images
     monkeypatch.setattr(softmaxlab.data, "load_dataset", lambda *a, **k: (other, other))
     assert main(["report", str(run)]) == 2
     assert "does not match the model" in capsys.readouterr().err

@@ -15,8 +15,8 @@ from softmaxlab import functional as F
 from softmaxlab.checkpoint import load_trained
 from softmaxlab.cli import main
 from softmaxlab.data import ImageDataset, load_dataset
-from softmaxlab.errors import ConfigError
 from softmaxlab.data.datasets import epoch_permutation
+from softmaxlab.errors import ConfigError
 from softmaxlab.fast import LOSSES_T, FastSGD, ScoreStore
 from softmaxlab.models import (
     ScratchSoftmaxRegression,
