@@ -5,14 +5,14 @@
 Each commit's source is exported (``git archive``) into a temporary folder and run with this
 Python (``PYTHONPATH`` pointing at its ``src``), alternating old and new, the order flipping every
 pair. Prints each pair's training time (the sum of the epochs' training passes, as the command
-reports it) and wall time of the whole command, and the medians of new/old.
+records it in history.json) and the wall time of the whole command, and the medians of new/old.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DONE = re.compile(r"training ([0-9.]+) s, wall")
 
 
 def export(rev: str, dest: Path) -> Path:
@@ -47,10 +46,8 @@ def train_once(src: Path, out: Path, extra: list[str]) -> tuple[float, float]:
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"{src}: softmaxlab train failed ({r.returncode}):\n{r.stderr}")
-    match = DONE.search(r.stdout)
-    if match is None:
-        raise SystemExit(f"{src}: no 'training ... s' in the output:\n{r.stdout}")
-    return float(match.group(1)), wall
+    history = json.loads((out / "history.json").read_text())
+    return sum(row["seconds"] for row in history), wall
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ def split_validation(train: ImageDataset, n_val: int, seed: int
     if n_val >= len(train):
         raise ConfigError(f"val_split={n_val} leaves no training data: the training split has "
                           f"{len(train)} examples")
-    order = epoch_permutation(len(train), seed, VAL_STREAM)
+    order = epoch_permutation(len(train), seed, VAL_STREAM, train.images.device)
     val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
     return train.subset(train_idx), train.subset(val_idx)
 
@@ -128,7 +128,7 @@ class Session:
         self.set_lr(lr_at(c, epoch))
         prepare = self._prepare(epoch)
         if isinstance(self.optimizer, FastSGD):
-            order = epoch_permutation(len(self.train), c.seed, epoch)
+            order = epoch_permutation(len(self.train), c.seed, epoch, self.train.images.device)
             return self.optimizer.train_epoch(self.train, c.batch_size, order, prepare, wrap,
                                               self.grad_hook)
         batches: Iterable = self.train.batches(c.batch_size, shuffle=True, seed=c.seed, epoch=epoch)

@@ -108,7 +108,7 @@ class ImageDataset:
         if resize is not None:
             _check_size(resize)
         n = len(self)
-        order = epoch_permutation(n, seed, epoch) if shuffle else None
+        order = epoch_permutation(n, seed, epoch, self.images.device) if shuffle else None
         # the epoch's labels in one gather (or one copy): each batch's y is a slice of them
         labels = self.labels.clone() if order is None else self.labels.index_select(0, order)
         ys = labels.split(batch_size)  # all the batches' views in one call
@@ -135,17 +135,19 @@ def _check_size(size: Size) -> tuple[int, int]:
     return pair  # type: ignore[return-value]
 
 
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+def epoch_permutation(n: int, seed: int, epoch: int,
+                      device: torch.device | str | None = None) -> torch.Tensor:
     """The shuffle of epoch ``epoch`` (0-based) of a run seeded ``seed``: a permutation of n.
 
-    Depends only on ``(n, seed, epoch)``; both seed and epoch must be >= 0.
+    Depends only on ``(n, seed, epoch)`` (drawn on the CPU, then moved to ``device``); both seed
+    and epoch must be >= 0.
     """
     for what, value in (("seed", seed), ("epoch", epoch)):
         if value < 0:
             raise ConfigError(f"{what}={value} is not allowed; it must be >= 0")
     state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
     g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-    return torch.randperm(n, generator=g)
+    return torch.randperm(n, generator=g).to(device)
 
 
 def resize_images(x: torch.Tensor, size: Size) -> torch.Tensor:
