@@ -38,17 +38,33 @@ def test_train_cli_writes_the_run_folder(tiny_idx_dir, tmp_path, capsys):
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_train_cli_refuses_a_non_empty_out_unless_forced(tiny_idx_dir, tmp_path, capsys):
+def test_train_cli_refuses_a_non_empty_out_and_force_replaces_only_a_run(tiny_idx_dir, tmp_path,
+                                                                          capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(SystemExit) as e:
-        run_cli("train", "--epochs", "1", "--data-dir", str(tiny_idx_dir), "--out", str(out))
-    assert e.value.code == 2
-    assert "not empty" in capsys.readouterr().err
-    assert run_cli("train", "--epochs", "1", "--data-dir", str(tiny_idx_dir), "--out", str(out),
-                   "--force", "--no-report") == 0
+    for force in ([], ["--force"]):
+        with pytest.raises(SystemExit) as e:
+            run_cli("train", "--epochs", "1", "--data-dir", str(tiny_idx_dir), "--out", str(out),
+                    *force)
+        assert e.value.code == 2
+        assert ("holds files softmaxlab did not write (keep.txt)" if force else "not empty") \
+            in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_force_replaces_the_old_runs_report_and_eval(tiny_idx_dir, tmp_path):
+    """`train --force --no-report` into an old run folder leaves nothing of the old run."""
+    out = tmp_path / "run"
+    data = ["--data-dir", str(tiny_idx_dir)]
+    assert run_cli("train", "--epochs", "2", *data, "--out", str(out)) == 0
+    assert run_cli("evaluate", str(out), *data) == 0
+    assert (out / "report.html").is_file() and (out / "eval" / "metrics.json").is_file()
+    assert run_cli("train", "--epochs", "1", *data, "--out", str(out), "--force",
+                   "--no-report") == 0
+    assert not (out / "report.html").exists() and not (out / "eval").exists()
+    assert len(json.loads((out / "history.json").read_text())) == 1
 
 
 @pytest.mark.parametrize("recipe", ["best", "fast"])

@@ -1,4 +1,4 @@
-"""The files of a run folder: save after every epoch, load to resume or to use the model.
+"""A run's checkpoint: save after every epoch, load to resume or to use the model.
 
 A run folder holds
 - ``config.json``: the training options, the dataset's facts (class names, image shape) and the
@@ -9,49 +9,51 @@ A run folder holds
   and the epoch count; the shuffles derive from (seed, epoch), so nothing else is needed to resume;
 - ``history.json``: one object per epoch.
 
-This module is the only one that reads or writes these files. Every file is written to a temp
-file and renamed; the checkpoint's files are also synced to the disk (``fsutil``, durable). No
-pickle is ever read. ``model.safetensors``, ``optimizer.safetensors`` and ``state.json`` all carry
-the epoch count, so a run interrupted while saving is detected instead of resumed from mixed
-epochs.
+The four checkpoint files are written together: each to a temp file, all synced to the disk, and
+only then renamed into place, so a failed save (a full disk, say) leaves the previous checkpoint
+whole. ``model.safetensors``, ``optimizer.safetensors`` and ``state.json`` all carry the epoch
+count, so files from different epochs are detected instead of resumed. Reading goes through
+``runfolder``, which checks every file before it is used.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save
 
 from . import __version__
 from .config import TrainConfig
 from .errors import RunFolderError
-from .fsutil import atomic_path, read_json, write_json
+from .fsutil import atomic_path, dump_json, write_json
 from .models import SoftmaxModel, set_weights, weights
 from .preprocess import Standardizer
+from .runfolder import (
+    FORMAT,
+    check_folder,
+    check_tensor,
+    read_history,
+    read_run_config,
+    read_state,
+    read_tensors,
+)
 
 if TYPE_CHECKING:
     from .runner import Session
 
-FORMAT = "softmaxlab-run-1"
-RUN_FILES = ("config.json", "model.safetensors", "optimizer.safetensors", "state.json",
-             "history.json")
-
+__all__ = ["FORMAT", "RunError", "TrainedModel", "load_trained", "read_history",
+           "read_run_config", "record_stop", "restore_session", "save_checkpoint",
+           "write_config"]
 
 RunError = RunFolderError  # the name it had before softmaxlab.errors
 
 
 # ---------------------------------------------------------------------------- saving
-
-
-def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    with atomic_path(path, durable=True) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
 
 
 def _encode(obj, prefix: str, tensors: dict[str, torch.Tensor]):
@@ -63,18 +65,6 @@ def _encode(obj, prefix: str, tensors: dict[str, torch.Tensor]):
         return {"__dict__": [[k, _encode(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
         return [_encode(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
-    return obj
-
-
-def _decode(obj, tensors: dict[str, torch.Tensor]):
-    if isinstance(obj, dict) and "__tensor__" in obj:
-        # a fresh (aligned) copy: vector kernels may sum in another order on the loaded buffer's
-        # alignment, and resuming must give bit-identical results
-        return tensors[obj["__tensor__"]].clone()
-    if isinstance(obj, dict) and "__dict__" in obj:
-        return {k: _decode(v, tensors) for k, v in obj["__dict__"]}
-    if isinstance(obj, list):
-        return [_decode(v, tensors) for v in obj]
     return obj
 
 
@@ -100,88 +90,119 @@ def write_config(run_dir: Path, session: Session, data_dir: str | None = None) -
                     "test_size": len(session.test)},
         # absolute, so `evaluate` / `--resume` find the data from any working folder
         "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
-    })
+    }, durable=True)
+
+
+def _tensor_bytes(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> bytes:
+    """The safetensors file of ``tensors`` (written by us, so a full disk is a plain OSError)."""
+    return save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
 
 
 def save_checkpoint(run_dir: str | os.PathLike, session: Session, history: list[dict]) -> None:
-    """Write model, optimiser state, history and state of ``session`` after ``len(history)`` epochs."""
+    """Write model, optimiser state, history and state of ``session`` after ``len(history)``
+    epochs: all four files or, if any write fails, none."""
     run_dir = Path(run_dir)
-    epoch = str(len(history))
-    meta = {"format": FORMAT, "epoch": epoch, "impl": session.config.impl}
-    _save_tensors(run_dir / "model.safetensors", model_tensors(session.model, session.standardizer),
-                  meta)
-    tensors: dict[str, torch.Tensor] = {}
-    opt_state = _encode(session.optimizer.state_dict()["state"], "state", tensors)
-    _save_tensors(run_dir / "optimizer.safetensors", tensors, meta)
-    write_history(run_dir, history)
-    write_json(run_dir / "state.json", {"format": FORMAT, "epoch": len(history),
-                                        "rng": {"seed": session.config.seed,
-                                                "next_epoch": len(history)},
-                                        "optimizer_state": opt_state}, durable=True)
+    meta = {"format": FORMAT, "epoch": str(len(history)), "impl": session.config.impl}
+    opt_tensors: dict[str, torch.Tensor] = {}
+    opt_state = _encode(session.optimizer.state_dict()["state"], "state", opt_tensors)
+    state = {"format": FORMAT, "epoch": len(history),
+             "rng": {"seed": session.config.seed, "next_epoch": len(history)},
+             "optimizer_state": opt_state}
+    contents = {
+        "model.safetensors": _tensor_bytes(model_tensors(session.model, session.standardizer),
+                                           meta),
+        "optimizer.safetensors": _tensor_bytes(opt_tensors, meta),
+        "history.json": dump_json(history).encode(),
+        "state.json": dump_json(state).encode(),
+    }
+    with contextlib.ExitStack() as stack:  # every file is written before any is renamed
+        for name, data in contents.items():
+            tmp = stack.enter_context(atomic_path(run_dir / name, durable=True, create=False))
+            Path(tmp).write_bytes(data)
 
 
-def write_history(run_dir: str | os.PathLike, history: list[dict]) -> Path:
-    """Write ``run_dir/history.json``: one object per epoch."""
-    return write_json(Path(run_dir) / "history.json", history, durable=True)
-
-
-def read_history(run_dir: str | os.PathLike) -> list[dict]:
-    """The run's history.json: one dict per epoch (epoch, train_loss, train_acc, test_acc, ...)."""
-    path = Path(run_dir) / "history.json"
-    history = _read(path)
-    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
-        raise RunError(f"{path} is not a list of per-epoch records; the run folder is damaged")
-    return history
+def record_stop(run_dir: str | os.PathLike, stop: dict) -> None:
+    """Add ``stop`` (why training stopped early: reason, epoch, message) to state.json."""
+    state = read_state(run_dir)
+    write_json(Path(run_dir) / "state.json", {**state, "stopped": stop}, durable=True)
 
 
 # ---------------------------------------------------------------------------- loading
 
 
-def _read(path: Path):
-    if not path.is_file():
-        raise RunError(f"{path} is missing: {path.parent} is not a complete softmaxlab run folder")
-    try:
-        if path.suffix == ".json":
-            return read_json(path)
-        return load_file(path), _metadata(path)
-    except (json.JSONDecodeError, SafetensorError, OSError, UnicodeDecodeError) as e:
-        raise RunError(f"{path} is unreadable ({e}); the run folder is damaged") from None
+def _decode(obj, tensors: dict[str, torch.Tensor], path: Path):
+    """The optimiser state encoded by ``_encode``; RunFolderError where it does not decode."""
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        name = obj["__tensor__"]
+        if not isinstance(name, str) or name not in tensors:
+            raise RunFolderError(f"{path}: the optimiser state names the tensor {name!r}, which "
+                                 "optimizer.safetensors does not hold; the run folder is damaged")
+        # a fresh (aligned) copy: vector kernels may sum in another order on the loaded buffer's
+        # alignment, and resuming must give bit-identical results
+        return tensors[name].clone()
+    if isinstance(obj, dict) and "__dict__" in obj:
+        pairs = obj["__dict__"]
+        if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and
+                                                  isinstance(p[0], (str, int)) for p in pairs):
+            raise RunFolderError(f"{path}: the optimiser state is malformed; the run folder is "
+                                 "damaged")
+        return {k: _decode(v, tensors, path) for k, v in pairs}
+    if isinstance(obj, list):
+        return [_decode(v, tensors, path) for v in obj]
+    if isinstance(obj, dict):
+        raise RunFolderError(f"{path}: the optimiser state is malformed; the run folder is damaged")
+    return obj
 
 
-def _metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(path, framework="pt") as f:
-        return f.metadata() or {}
-
-
-def read_run_config(run_dir: str | os.PathLike) -> dict:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir} is not a folder; give the run folder that `softmaxlab train` "
-                       "wrote (it holds config.json and model.safetensors)")
-    cfg = _read(run_dir / "config.json")
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-        raise RunError(f"{run_dir / 'config.json'} is not a {FORMAT} run config")
-    return cfg
+def _check_optimizer_state(state, params: list[torch.Tensor], path: Path) -> None:
+    """Every tensor of the decoded state fits the parameters: a momentum buffer has its
+    parameter's shape; any other tensor (L-BFGS's) is a scalar or a flat vector of all of them."""
+    total = sum(p.numel() for p in params)
+    if not isinstance(state, dict):
+        raise RunFolderError(f"{path}: the optimiser state is malformed; the run folder is damaged")
+    for key, entry in state.items():
+        if not isinstance(entry, dict):
+            raise RunFolderError(f"{path}: the optimiser state of {key!r} is malformed")
+        for name, value in entry.items():
+            values = value if isinstance(value, list) else [value]
+            for t in (v for v in values if isinstance(v, torch.Tensor)):
+                if name == "momentum_buffer":
+                    ok = isinstance(key, int) and 0 <= key < len(params) \
+                        and t.shape == params[key].shape
+                else:
+                    ok = t.ndim <= 1 and t.numel() in (1, total)
+                if not ok:
+                    raise RunFolderError(f"{path}: the optimiser's {name} of {key!r} has shape "
+                                         f"{tuple(t.shape)}, which does not fit the model")
 
 
 def restore_session(run_dir: str | os.PathLike, session: Session) -> list[dict]:
-    """Load model, optimiser state and history of ``run_dir`` into ``session``; the history."""
-    run_dir = Path(run_dir)
+    """Load model, optimiser state and history of ``run_dir`` into ``session``; the history.
+
+    Everything is read and checked before anything is changed.
+    """
+    run_dir = check_folder(run_dir)
     history = read_history(run_dir)
-    state = _read(run_dir / "state.json")
-    model, model_meta = _read(run_dir / "model.safetensors")
-    opt, opt_meta = _read(run_dir / "optimizer.safetensors")
-    epochs = {len(history), state.get("epoch"), int(model_meta.get("epoch", -1)),
-              int(opt_meta.get("epoch", -1))}
+    state = read_state(run_dir)
+    model_path, opt_path = run_dir / "model.safetensors", run_dir / "optimizer.safetensors"
+    model, model_meta = read_tensors(model_path)
+    opt, opt_meta = read_tensors(opt_path)
+    epochs = {len(history), state["epoch"], int(model_meta["epoch"]), int(opt_meta["epoch"])}
     if len(epochs) != 1:
-        raise RunError(f"{run_dir}: the saved files are from different epochs ({sorted(epochs)}); "
-                       "the run was interrupted while saving and cannot be resumed exactly")
-    set_weights(session.model, model["W"], model["b"])
+        raise RunFolderError(f"{run_dir}: the saved files are from different epochs "
+                             f"({sorted(epochs)}); the run was interrupted while saving and "
+                             "cannot be resumed exactly")
+    W, b = weights(session.model)
+    W = check_tensor(model_path, model, "W", tuple(W.shape))
+    b = check_tensor(model_path, model, "b", tuple(b.shape))
+    opt_state = None
     if state.get("optimizer_state") is not None:
+        opt_state = _decode(state["optimizer_state"], opt, run_dir / "state.json")
+        _check_optimizer_state(opt_state, list(session.model.parameters()), opt_path)
+    set_weights(session.model, W, b)
+    if opt_state is not None:
         sd = session.optimizer.state_dict()
-        sd["state"] = _decode(state["optimizer_state"], opt)
+        sd["state"] = opt_state
         session.optimizer.load_state_dict(sd)
     return history
 
@@ -196,16 +217,21 @@ class TrainedModel(SoftmaxModel):
 
 def load_trained(run_dir: str | os.PathLike) -> TrainedModel:
     """Load the model of a run folder for evaluation or prediction (never runs code)."""
-    run_dir = Path(run_dir)
+    run_dir = check_folder(run_dir)
     cfg = read_run_config(run_dir)
-    tensors, _ = _read(run_dir / "model.safetensors")
+    path = run_dir / "model.safetensors"
+    tensors, _ = read_tensors(path)
     ds = cfg["dataset"]
-    W, b = tensors.get("W"), tensors.get("b")
-    D, C = ds["num_features"], ds["num_classes"]
-    if W is None or b is None or tuple(W.shape) != (D, C) or tuple(b.shape) != (C,):
-        raise RunError(f"{run_dir / 'model.safetensors'}: expected W ({D}, {C}) and b ({C},)")
+    shape, C = tuple(ds["image_shape"]), ds["num_classes"]
+    W = check_tensor(path, tensors, "W", (ds["num_features"], C))
+    b = check_tensor(path, tensors, "b", (C,))
     std = None
-    if "standardize.mean" in tensors:
-        std = Standardizer(tensors["standardize.mean"], tensors["standardize.std"])
-    return TrainedModel(W, b, std, tuple(ds["class_names"]), tuple(ds["image_shape"]),
+    if "standardize.mean" in tensors or "standardize.std" in tensors:
+        mean = check_tensor(path, tensors, "standardize.mean", shape)
+        spread = check_tensor(path, tensors, "standardize.std", shape)
+        if not bool((spread > 0).all()):
+            raise RunFolderError(f"{path}: standardize.std has values <= 0; the run folder is "
+                                 "damaged")
+        std = Standardizer(mean, spread)
+    return TrainedModel(W, b, std, tuple(ds["class_names"]), shape,
                         config=TrainConfig.from_dict(cfg["config"]), run_dir=run_dir)

@@ -21,6 +21,8 @@ code  meaning
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
@@ -57,17 +59,34 @@ class SystemFault(SoftmaxlabError, OSError):
 
 
 class TrainingDiverged(SoftmaxlabError, ArithmeticError):
-    """Training produced a non-finite loss or non-finite parameters."""
+    """Training produced a non-finite loss or non-finite parameters in epoch ``epoch`` (1-based)."""
 
     exit_code = EXIT_DIVERGED
+
+    def __init__(self, message: str, epoch: int | None = None) -> None:
+        super().__init__(message)
+        self.epoch = epoch
 
 
 class Terminated(KeyboardInterrupt):
     """Raised in the main thread when the process receives SIGTERM (handled like Ctrl-C)."""
 
 
-def os_fault(path, error: OSError, doing: str = "write",
-             hint: str = "free some space, or choose a writable folder") -> SystemFault:
+# what to do about an OSError, by its errno
+_HINTS = {
+    errno.ENOSPC: "free some space on that disk, or choose a folder on another one",
+    errno.EDQUOT: "free some space within your quota, or choose a folder on another disk",
+    errno.EROFS: "the file system is read-only: choose a folder on a writable one",
+    errno.EACCES: "you have no permission there: choose a folder you can write to",
+    errno.EPERM: "you have no permission there: choose a folder you can write to",
+    errno.ENOENT: "a folder on the way is missing: it was removed or moved meanwhile",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "that path is a folder, not a file: choose another path",
+}
+
+
+def os_fault(path, error: OSError, doing: str = "write", hint: str | None = None) -> SystemFault:
     """A SystemFault for the OSError ``error`` raised while trying to ``doing`` ``path``."""
     reason = error.strerror or str(error)
+    hint = hint or _HINTS.get(error.errno, "check the path and try again")
     return SystemFault(f"cannot {doing} {path}: {reason}; {hint}")

@@ -26,8 +26,8 @@ from .metrics import (
     per_class_accuracy,
     reliability_bins,
 )
+from .runfolder import EVAL_DIR  # the folder of a run that `softmaxlab evaluate` writes into
 
-EVAL_DIR = "eval"  # the folder of a run that `softmaxlab evaluate` writes into
 N_MISTAKES = 16  # most confidently wrong test images shown
 BATCH_SIZE = 10000  # test images per forward pass
 MSE_NOTE = ("this model was trained with the squared loss on its raw scores, so its softmax "

@@ -22,16 +22,18 @@ from .errors import SystemFault, os_fault
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, durable: bool = False,
-                writes_fault: bool = True) -> Iterator[str]:
+def atomic_path(path: str | os.PathLike, durable: bool = False, writes_fault: bool = True,
+                create: bool = True) -> Iterator[str]:
     """Yield a temp file path beside ``path``; on success rename it over ``path``, else delete it.
 
     ``writes_fault``: an OSError raised in the ``with`` block is a SystemFault on ``path`` too
     (false where the block's OSErrors mean something else, e.g. a download's network errors).
+    ``create``: create the folder if it is missing (else a missing folder is a SystemFault).
     """
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
@@ -78,9 +80,14 @@ def write_text(path: str | os.PathLike, text: str, durable: bool = False) -> Pat
     return Path(path)
 
 
+def dump_json(obj) -> str:
+    """``obj`` as the JSON text softmaxlab writes: indented, and NaN or infinity refused."""
+    return json.dumps(obj, indent=2, allow_nan=False) + "\n"
+
+
 def write_json(path: str | os.PathLike, obj, durable: bool = False) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically; NaN and infinity are refused."""
-    return write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n", durable)
+    """Write ``obj`` as JSON (``dump_json``) to ``path`` atomically."""
+    return write_text(path, dump_json(obj), durable)
 
 
 def read_json(path: str | os.PathLike):

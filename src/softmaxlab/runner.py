@@ -11,6 +11,7 @@ one that never stopped.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -20,7 +21,7 @@ import torch
 from .config import RECIPES, TrainConfig, lr_at
 from .data import ImageDataset
 from .data.datasets import epoch_permutation
-from .errors import ConfigError
+from .errors import ConfigError, TrainingDiverged
 from .fast import FastSGD, GradHook, Wrap
 from .functional import Loss, get_loss
 from .models import ScratchSoftmaxRegression, SoftmaxModel, create_model, objective, weights
@@ -164,6 +165,27 @@ class Session:
             o = self.model(X)
             return float(self.loss.value(o, y).mean()), float((o.argmax(1) == y).float().mean())
 
+    def _check_finite(self, epoch: int, train_loss: float) -> None:
+        """Raise TrainingDiverged if epoch ``epoch``'s loss or the parameters are not finite.
+
+        Once per epoch: one reduction over the parameters, no sync per batch.
+        """
+        W, b = weights(self.model)
+        finite_params = bool(torch.isfinite(W).all()) and bool(torch.isfinite(b).all())
+        if math.isfinite(train_loss) and finite_params:
+            return
+        c = self.config
+        what = f"the training loss became {train_loss}" if not math.isfinite(train_loss) \
+            else "the weights became non-finite"
+        if c.optimizer == "lbfgs":
+            hint = "start a new run with a larger --weight-decay or with --standardize"
+        else:
+            lr = lr_at(c, epoch)
+            hint = (f"start a new run with a smaller --lr than {lr:g} or another --loss "
+                    "(--resume would keep this learning rate)")
+        raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {what}; {hint}",
+                               epoch=epoch + 1)
+
     def evaluate(self, dataset: ImageDataset) -> float:
         return evaluate_accuracy(self.model, self.eval_batches(dataset))
 
@@ -180,6 +202,7 @@ class Session:
             t0 = time.perf_counter()
             train_loss, train_acc = self.train_one(epoch, wrap)
             seconds = time.perf_counter() - t0
+            self._check_finite(epoch, train_loss)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc}
             if self.val is not None:
                 row["val_acc"] = self.evaluate(self.val)

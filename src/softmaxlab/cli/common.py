@@ -104,10 +104,23 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def set_threads(n: int | None) -> int:
+def thread_count(requested: int | None) -> tuple[int, str | None]:
+    """The torch threads to use for ``--threads requested``, and a note when it was clamped: more
+    threads than the cores available only contend (and very many cannot even be started)."""
+    available = default_threads()
+    if requested is None or requested <= available:
+        return requested or available, None
+    return available, (f"note: --threads {requested} is more than the {available} cores "
+                       f"available here; using {available}")
+
+
+def set_threads(requested: int | None) -> int:
+    """Set torch's thread count by ``thread_count``, printing its note; the count."""
     import torch
 
-    n = n or default_threads()
+    n, note = thread_count(requested)
+    if note:
+        print(note, file=sys.stderr)
     torch.set_num_threads(n)
     return n
 

@@ -57,14 +57,16 @@ def format_metrics(ev) -> list[str]:
 
 
 def run(args) -> int:
+    from .. import runfolder
     from ..checkpoint import load_trained
     from ..evaluation import evaluate, write_evaluation
 
-    run_dir = Path(args.run_dir)
-    model = load_trained(run_dir)
-    test = load_run_test(args, run_dir)
-    ev = evaluate(model, test)
-    written = write_evaluation(run_dir, ev)
+    run_dir = runfolder.check_folder(args.run_dir)
+    with runfolder.lock(run_dir):
+        model = load_trained(run_dir)
+        test = load_run_test(args, run_dir)
+        ev = evaluate(model, test)
+        written = write_evaluation(run_dir, ev)
     c = model.config
     print(f"{run_dir}: {c.impl} softmax regression, loss {c.loss}, on {ev.dataset} test "
           f"({ev.n} images)")

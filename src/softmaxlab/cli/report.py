@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .evaluate import add_run_data_args, load_run_test
 
 
@@ -22,9 +20,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from .. import runfolder
     from ..report import write_report
 
-    run_dir = Path(args.run_dir)
-    path = write_report(run_dir, load_run_test(args, run_dir))
+    run_dir = runfolder.check_folder(args.run_dir)
+    with runfolder.lock(run_dir):
+        path = write_report(run_dir, load_run_test(args, run_dir))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

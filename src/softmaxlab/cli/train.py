@@ -7,12 +7,14 @@ the help); the flags that are not training options are ``OTHER_FLAGS``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from dataclasses import Field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import runfolder
 from ..config import (
     RECIPES,
     TrainConfig,
@@ -22,7 +24,7 @@ from ..config import (
     rule,
     shown_default,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingDiverged
 from .common import (
     UsageError,
     add_data_args,
@@ -134,6 +136,7 @@ def _resume_config(args, run_cfg: dict) -> TrainConfig:
 
 
 def _new_out(args, impl: str) -> Path:
+    """The folder of a new run (not created yet): --out, or runs/<UTC timestamp>-<impl>."""
     if args.out is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{stamp}-{impl}"
@@ -144,10 +147,22 @@ def _new_out(args, impl: str) -> Path:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise UsageError(f"--out {out} is not empty; choose another folder, add --force to train "
-                         "into it anyway, or --resume it to continue that run")
+    _check_empty(out, args.force)
     return out
+
+
+def _check_empty(out: Path, force: bool) -> None:
+    """A new run needs an empty --out; with --force, one that holds only a run's files."""
+    if not runfolder.contents(out):
+        return
+    if not force:
+        raise UsageError(f"--out {out} is not empty; choose another folder, add --force to "
+                         "replace the run in it, or --resume it to continue that run")
+    others = runfolder.foreign(out)
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise UsageError(f"--out {out} holds files softmaxlab did not write ({shown}); --force "
+                         "replaces only a softmaxlab run: choose another folder or move them")
 
 
 def _epoch_line(row: dict, total: int) -> str:
@@ -158,50 +173,45 @@ def _epoch_line(row: dict, total: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import checkpoint
-    from ..runner import Session
-
     if args.resume:
         if args.out or args.force:
             raise UsageError("--resume DIR continues in DIR; do not combine it with --out/--force")
-        out = Path(args.resume)
-        run_cfg = checkpoint.read_run_config(out)
-        config = _resume_config(args, run_cfg)
-        data_dir = args.data_dir or run_cfg.get("data_dir")
-    else:
-        config = _new_config(args)
-        out = _new_out(args, config.impl)
-        data_dir = args.data_dir
+        out = runfolder.check_folder(args.resume)
+        with runfolder.lock(out):
+            run_cfg = runfolder.read_run_config(out)
+            config = _resume_config(args, run_cfg)
+            return _train(args, config, out, args.data_dir or run_cfg.get("data_dir"), True)
+    config = _new_config(args)  # every option is checked before anything is written
+    out = _new_out(args, config.impl)
+    return _train(args, config, out, args.data_dir, False)
+
+
+def _train(args, config: TrainConfig, out: Path, data_dir: str | None, resume: bool) -> int:
+    from .. import checkpoint
+    from ..runner import Session
+
     threads = set_threads(args.threads)
     t_start = time.perf_counter()
     train, test = load_data(args, config.dataset, data_dir)
     session = Session(config, train, test)
-    history: list[dict] = []
-    if args.resume:
-        history = checkpoint.restore_session(out, session)
-        if len(history) >= config.epochs:
-            print(f"{out}: already trained for {len(history)} epochs (asked for {config.epochs}); "
-                  "give a larger --epochs to continue")
-            return 0
-    checkpoint.write_config(out, session, data_dir)
-    print(f"training {config.impl} softmax regression on {config.dataset} "
-          f"({len(session.train)} train / {len(test)} test images, {threads} threads) -> {out}")
-
-    def on_epoch(h: list[dict]) -> None:
-        checkpoint.save_checkpoint(out, session, h)
-        print(_epoch_line(h[-1], config.epochs), flush=True)
-
-    if not history:
-        checkpoint.save_checkpoint(out, session, history)
-    try:
-        history = session.fit(history, callbacks=[on_epoch],
-                              wrap=tqdm_wrap(show_progress(args), "train"))
-    except KeyboardInterrupt:
-        done = len(checkpoint.read_history(out))
-        print(f"stopped after epoch {done}; the run folder holds that epoch's checkpoint. "
-              f"Continue with: softmaxlab train --resume {out}", file=sys.stderr)
-        raise
-    written = _write_pictures(out, session, history, report=not args.no_report)
+    with contextlib.ExitStack() as stack:
+        if resume:  # (the caller holds the lock)
+            history = checkpoint.restore_session(out, session)
+            if len(history) >= config.epochs:
+                print(f"{out}: already trained for {len(history)} epochs (asked for "
+                      f"{config.epochs}); give a larger --epochs to continue")
+                return 0
+        else:
+            stack.enter_context(runfolder.lock(out, create=True))
+            _check_empty(out, args.force)  # again, now that no other command can write it
+            runfolder.clear(out)
+            history = []
+        checkpoint.write_config(out, session, data_dir)
+        print(f"training {config.impl} softmax regression on {config.dataset} "
+              f"({len(session.train)} train / {len(test)} test images, {threads} threads) -> "
+              f"{out}")
+        history = _fit(args, session, out, history)
+        written = _write_pictures(out, session, history, report=not args.no_report)
     train_time = sum(r["seconds"] for r in history)
     if history:
         last = history[-1]
@@ -212,6 +222,33 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"  {path}")
     return 0
+
+
+def _fit(args, session, out: Path, history: list[dict]) -> list[dict]:
+    """Train to the config's epochs, a checkpoint and a line after each; on a stop, say what
+    the run folder keeps."""
+    from .. import checkpoint
+
+    def on_epoch(h: list[dict]) -> None:
+        checkpoint.save_checkpoint(out, session, h)
+        print(_epoch_line(h[-1], session.config.epochs), flush=True)
+
+    if not history:
+        checkpoint.save_checkpoint(out, session, history)
+    try:
+        return session.fit(history, callbacks=[on_epoch],
+                           wrap=tqdm_wrap(show_progress(args), "train"))
+    except KeyboardInterrupt:
+        done = len(checkpoint.read_history(out))
+        print(f"stopped after epoch {done}; the run folder holds that epoch's checkpoint. "
+              f"Continue with: softmaxlab train --resume {out}", file=sys.stderr)
+        raise
+    except TrainingDiverged as e:
+        done = len(checkpoint.read_history(out))
+        checkpoint.record_stop(out, {"reason": "diverged", "epoch": e.epoch, "message": str(e)})
+        kept = f"the checkpoint of epoch {done}" if done else "its initial weights"
+        raise TrainingDiverged(f"{e}. {out} keeps {kept}, the last finite ones", e.epoch) \
+            from None
 
 
 def _write_pictures(out: Path, session, history: list[dict], report: bool) -> list[Path]:
