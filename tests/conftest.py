@@ -7,6 +7,8 @@ import dataclasses
 import hashlib
 import http.server
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -277,3 +279,46 @@ def serve():
 def routes_for(folder: Path, prefix: str = "/", names=NAMES) -> dict[str, object]:
     """Routes serving ``folder``'s .gz files as ``<prefix><name>.gz``."""
     return {f"{prefix}{n}.gz": (folder / f"{n}.gz").read_bytes() for n in names}
+
+
+# ------------------------------------------------------------------ the command in a child
+
+# The child accepts the tiny dataset's md5s, may patch the code (PATCH), then runs the command.
+CHILD = """\
+import dataclasses, json, sys
+from softmaxlab.data.specs import SPECS
+SPECS['fashion-mnist'] = dataclasses.replace(SPECS['fashion-mnist'], md5_gz={{}},
+                                             md5_raw={md5s!r})
+{patch}
+from softmaxlab.cli import run
+run(sys.argv[1:])
+"""
+
+
+def command(tiny_idx_dir: Path, *args: str, patch: str = "", env: dict | None = None,
+            **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+    child = CHILD.format(md5s=raw_md5s(tiny_idx_dir), patch=patch)
+    argv = [sys.executable, "-c", child, *args]
+    if popen:
+        return subprocess.Popen(argv, text=True, env=env, **popen)
+    return subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+
+
+def train_args(tiny_idx_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--data-dir", str(tiny_idx_dir), "--out", str(out), "--no-progress",
+            "--no-report", "--batch-size", "16", *extra]
+
+
+# the child reports each finished epoch on stderr and waits for a signal after the first
+PAUSE = """\
+import sys, time
+from softmaxlab import runner
+fit = runner.Session.fit
+def fit_reporting(self, history=(), callbacks=(), wrap=None):
+    def report(h):
+        print(f"EPOCH {len(h)} DONE", file=sys.stderr, flush=True)
+        if len(h) == 1:
+            time.sleep(60)
+    return fit(self, history, [*callbacks, report], wrap)
+runner.Session.fit = fit_reporting
+"""

@@ -7,42 +7,13 @@ import argparse
 import json
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
+from conftest import PAUSE, command, train_args
 from softmaxlab.cli import build_parser
 from softmaxlab.errors import EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGTERM
-
-# The child accepts the tiny dataset's md5s, may patch the code (PATCH), then runs the command.
-CHILD = """\
-import dataclasses, json, sys
-from softmaxlab.data.specs import SPECS
-SPECS['fashion-mnist'] = dataclasses.replace(SPECS['fashion-mnist'], md5_gz={{}},
-                                             md5_raw={md5s!r})
-{patch}
-from softmaxlab.cli import run
-run(sys.argv[1:])
-"""
-
-
-def command(tiny_idx_dir: Path, *args: str, patch: str = "", env: dict | None = None,
-            **popen) -> subprocess.CompletedProcess | subprocess.Popen:
-    from conftest import raw_md5s
-
-    child = CHILD.format(md5s=raw_md5s(tiny_idx_dir), patch=patch)
-    argv = [sys.executable, "-c", child, *args]
-    if popen:
-        return subprocess.Popen(argv, text=True, env=env, **popen)
-    return subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
-
-
-def train_args(tiny_idx_dir: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--data-dir", str(tiny_idx_dir), "--out", str(out), "--no-progress",
-            "--no-report", "--batch-size", "16", *extra]
-
 
 # a bare ValueError raised deep inside training: in the tuned path's gradient of a batch
 BUG = """\
@@ -99,21 +70,6 @@ def test_divergence_exits_3(tiny_idx_dir, tmp_path):
         "softmaxlab train: error: training diverged in epoch 1: the training loss became nan; "
         "start a new run with a smaller --lr than 1e+30 or another --loss (--resume would keep "
         f"this learning rate). {out} keeps its initial weights, the last finite ones")
-
-
-# the child reports each finished epoch on stderr and waits for a signal after the first
-PAUSE = """\
-import sys, time
-from softmaxlab import runner
-fit = runner.Session.fit
-def fit_reporting(self, history=(), callbacks=(), wrap=None):
-    def report(h):
-        print(f"EPOCH {len(h)} DONE", file=sys.stderr, flush=True)
-        if len(h) == 1:
-            time.sleep(60)
-    return fit(self, history, [*callbacks, report], wrap)
-runner.Session.fit = fit_reporting
-"""
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, EXIT_SIGINT),
