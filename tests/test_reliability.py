@@ -376,7 +376,7 @@ def test_a_wrong_shaped_momentum_buffer_is_refused(run, capsys):
                     lambda t, m: ({k: v[:3] for k, v in t.items()}, m))
     code, err = cli(capsys, "train", "--resume", str(run), "--epochs", "2")
     assert code == 2
-    assert "momentum_buffer of 0 has shape (3, 10), which does not fit the model" in err
+    assert "'s momentum_buffer of 0 has shape (3, 10), which does not fit the model" in err
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**70)])

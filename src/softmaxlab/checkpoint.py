@@ -19,6 +19,7 @@ count, so files from different epochs are detected instead of resumed. Reading g
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,26 +155,66 @@ def _decode(obj, tensors: dict[str, torch.Tensor], path: Path):
     return obj
 
 
-def _check_optimizer_state(state, params: list[torch.Tensor], path: Path) -> None:
-    """Every tensor of the decoded state fits the parameters: a momentum buffer has its
-    parameter's shape; any other tensor (L-BFGS's) is a scalar or a flat vector of all of them."""
-    total = sum(p.numel() for p in params)
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_flat(v, total: int) -> bool:
+    return isinstance(v, torch.Tensor) and tuple(v.shape) == (total,)
+
+
+def _is_scalar(v) -> bool:
+    return isinstance(v, torch.Tensor) and v.numel() == 1
+
+
+# torch.optim.LBFGS's per-parameter state: field -> check(value, number of parameters in all);
+# all but "al" are there once it has taken a step
+_LBFGS_STATE = {
+    "func_evals": lambda v, n: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "n_iter": lambda v, n: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "d": lambda v, n: _is_flat(v, n),
+    "prev_flat_grad": lambda v, n: _is_flat(v, n),
+    "t": lambda v, n: _is_number(v) or _is_scalar(v),
+    "prev_loss": lambda v, n: _is_number(v) or _is_scalar(v),
+    "H_diag": lambda v, n: _is_scalar(v),
+    "old_dirs": lambda v, n: isinstance(v, list) and all(_is_flat(x, n) for x in v),
+    "old_stps": lambda v, n: isinstance(v, list) and all(_is_flat(x, n) for x in v),
+    "ro": lambda v, n: isinstance(v, list) and all(_is_scalar(x) for x in v),
+    "al": lambda v, n: isinstance(v, list) and all(x is None or _is_scalar(x) for x in v),
+}
+
+
+def _check_optimizer_state(state, optimizer, params: list[torch.Tensor], path: Path) -> None:
+    """The decoded optimiser state fits ``optimizer`` and the parameters: SGD's momentum buffers
+    (all or none, each of its parameter's shape) or L-BFGS's fields (all of them, each of its
+    kind); anything else is a RunFolderError."""
+    def fail(what: str) -> RunFolderError:
+        return RunFolderError(f"{path}: the optimiser state {what}; the run folder is damaged")
+
     if not isinstance(state, dict):
-        raise RunFolderError(f"{path}: the optimiser state is malformed; the run folder is damaged")
-    for key, entry in state.items():
-        if not isinstance(entry, dict):
-            raise RunFolderError(f"{path}: the optimiser state of {key!r} is malformed")
-        for name, value in entry.items():
-            values = value if isinstance(value, list) else [value]
-            for t in (v for v in values if isinstance(v, torch.Tensor)):
-                if name == "momentum_buffer":
-                    ok = isinstance(key, int) and 0 <= key < len(params) \
-                        and t.shape == params[key].shape
-                else:
-                    ok = t.ndim <= 1 and t.numel() in (1, total)
-                if not ok:
-                    raise RunFolderError(f"{path}: the optimiser's {name} of {key!r} has shape "
-                                         f"{tuple(t.shape)}, which does not fit the model")
+        raise fail("is not an object")
+    if not state:
+        return
+    if isinstance(optimizer, torch.optim.LBFGS):
+        entry, total = state.get(0), sum(p.numel() for p in params)
+        if set(state) != {0} or not isinstance(entry, dict) or \
+                set(entry) - {"al"} != set(_LBFGS_STATE) - {"al"}:
+            raise fail("is not L-BFGS's")
+        for name, check in _LBFGS_STATE.items():
+            if name in entry and not check(entry[name], total):
+                raise fail(f"has an L-BFGS {name} that does not fit the model")
+        return
+    if set(state) != set(range(len(params))):
+        raise fail(f"has entries {sorted(map(repr, state))} for {len(params)} parameters")
+    for i, p in enumerate(params):
+        entry = state[i]
+        buffer = entry.get("momentum_buffer") if isinstance(entry, dict) else None
+        if set(entry if isinstance(entry, dict) else ()) != {"momentum_buffer"} or \
+                not isinstance(buffer, torch.Tensor):
+            raise fail(f"of parameter {i} is not a momentum buffer")
+        if buffer.shape != p.shape:
+            raise fail(f"'s momentum_buffer of {i} has shape {tuple(buffer.shape)}, which does "
+                       "not fit the model")
 
 
 def restore_session(run_dir: str | os.PathLike, session: Session) -> list[dict]:
@@ -198,7 +239,8 @@ def restore_session(run_dir: str | os.PathLike, session: Session) -> list[dict]:
     opt_state = None
     if state.get("optimizer_state") is not None:
         opt_state = _decode(state["optimizer_state"], opt, run_dir / "state.json")
-        _check_optimizer_state(opt_state, list(session.model.parameters()), opt_path)
+        _check_optimizer_state(opt_state, session.optimizer, list(session.model.parameters()),
+                               opt_path)
     set_weights(session.model, W, b)
     if opt_state is not None:
         sd = session.optimizer.state_dict()
