@@ -250,7 +250,7 @@ def main() -> None:
 
 
 def _recipe(name: str) -> dict:
-    from softmaxlab.cli.train import RECIPES
+    from softmaxlab.config import RECIPES
 
     return RECIPES[name]
 
