@@ -190,7 +190,8 @@ def test_fast_epoch_equals_the_plain_train_epoch(data, loss, momentum, weight_de
     for hook in (None, lambda flat, k: k):
         fast = create_model("scratch", 784, 10, seed=1)
         opt = FastSGD(fast, loss, lr, momentum, weight_decay)
-        got = [opt.train_epoch(train, 64, epoch_permutation(len(train), 3, epoch), grad_hook=hook)
+        got = [opt.train_epoch(train.images, train.labels, 64, epoch_permutation(len(train), 3, epoch),
+                               grad_hook=hook)
                for epoch in range(2)]
         for w_fast, w_plain in zip(weights(fast), weights(plain)):
             torch.testing.assert_close(w_fast, w_plain, rtol=0, atol=1e-5)
@@ -212,7 +213,8 @@ def test_grad_hook_sees_the_summed_gradient_and_sets_the_divisor(data):
     model = create_model("scratch", 784, 10, seed=1)
     W0, b0 = (t.clone() for t in weights(model))
     order = torch.arange(64)
-    FastSGD(model, "ce", 0.1).train_epoch(train.subset(slice(0, 64)), 64, order, grad_hook=hook)
+    first = train.subset(slice(0, 64))
+    FastSGD(model, "ce", 0.1).train_epoch(first.images, first.labels, 64, order, grad_hook=hook)
     X, y = train.to_float(slice(0, 64)).reshape(64, -1), train.labels[:64]
     d = F.cross_entropy_grad(X @ W0 + b0, y)  # (64, 10)
     (flat, k), = seen
@@ -309,3 +311,22 @@ def test_config_rejects_bad_values(bad):
     key = next(iter(bad))
     with pytest.raises(ConfigError, match=f"{key}=.* is not allowed"):
         TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fast_epoch_on_float_features_equals_the_plain_loop(dtype):
+    """Features (N, D) of any float dtype, not only uint8 images: same parameters as the plain
+    loop over the same batches."""
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(300, 12, generator=g, dtype=dtype), torch.randint(0, 3, (300,), generator=g)
+    W0, b0 = (t.to(dtype) for t in init_params(12, 3, seed=4))
+    plain, fast = ScratchSoftmaxRegression(W0, b0), ScratchSoftmaxRegression(W0, b0)
+    updater = SGD(plain.parameters(), 0.1, 0.9)
+    opt = FastSGD(fast, "ce", 0.1, 0.9)
+    for epoch in range(2):
+        order = epoch_permutation(300, 1, epoch)
+        train_epoch(plain, [(X[i], y[i]) for i in order.split(32)], LOSSES["ce"], updater)
+        opt.train_epoch(X, y, 32, order)
+    for w_fast, w_plain in zip(weights(fast), weights(plain)):
+        assert w_fast.dtype == dtype
+        torch.testing.assert_close(w_fast, w_plain, rtol=0, atol=1e-5)

@@ -176,7 +176,7 @@ _LBFGS_STATE = {
     "prev_flat_grad": lambda v, n: _is_flat(v, n),
     "t": lambda v, n: _is_number(v) or _is_scalar(v),
     "prev_loss": lambda v, n: _is_number(v) or _is_scalar(v),
-    "H_diag": lambda v, n: _is_scalar(v),
+    "H_diag": lambda v, n: _is_number(v) or _is_scalar(v),
     "old_dirs": lambda v, n: isinstance(v, list) and all(_is_flat(x, n) for x in v),
     "old_stps": lambda v, n: isinstance(v, list) and all(_is_flat(x, n) for x in v),
     "ro": lambda v, n: isinstance(v, list) and all(_is_scalar(x) for x in v),

@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from .data import ImageDataset
 from .errors import DataError
 from .models import ScratchSoftmaxRegression
 from .train import load_momentum_buffers
@@ -131,25 +130,33 @@ class ScoreStore:
         return last if len(self.blocks) == 1 else torch.cat([*self.blocks[:-1], last], dim=1)
 
 
-def _reused_batches(dataset: ImageDataset, ys: Sequence[torch.Tensor],
-                    idxs: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(X float (k, 1, H, W) in [0, 1], y) per batch, X in a buffer the next batch overwrites.
+def _reused_batches(inputs: torch.Tensor, ys: Sequence[torch.Tensor],
+                    idxs: Sequence[torch.Tensor], dtype: torch.dtype
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(X (k, ...) of ``dtype``, y) per batch, X in a buffer the next batch overwrites.
 
-    ys, idxs: each batch's labels and example indices. One gather and one conversion per batch,
-    exactly ``x / 255`` as ``ImageDataset.to_float``.
+    inputs: uint8 images (N, H, W), each batch gathered then scaled to [0, 1] exactly as
+    ``ImageDataset.to_float`` (``x / 255``, in one pass), or floating features (N, ...) gathered as
+    they are; ys, idxs: each batch's labels and example indices.
     """
-    size, shape, images = ys[0].shape[0], dataset.image_shape, dataset.images
-    buffer = torch.empty(size, 1, *shape, device=images.device)
-    staging = torch.empty(size, 1, *shape, dtype=torch.uint8, device=images.device)
-    views: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    size, shape = ys[0].shape[0], inputs.shape[1:]
+    scale = inputs.dtype == torch.uint8
+    if scale:
+        shape = (1, *shape)  # images get their channel: (k, 1, H, W), as the plain batches
+    buffer = torch.empty(size, *shape, dtype=dtype, device=inputs.device)
+    staging = torch.empty(size, *inputs.shape[1:], dtype=inputs.dtype, device=inputs.device)
+    views: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for y, idx in zip(ys, idxs):
         k = y.shape[0]
         view = views.get(k)
         if view is None:  # the full size, and the last batch's
-            view = views[k] = (staging[:k].view(k, *shape), staging[:k], buffer[:k])
-        gathered, source, dest = view
-        torch.index_select(images, 0, idx, out=gathered)
-        yield torch.div(source, 255.0, out=dest), y  # convert and scale in one pass
+            view = views[k] = (staging[:k] if scale else buffer[:k].view(k, *inputs.shape[1:]),
+                               buffer[:k])
+        gathered, dest = view
+        torch.index_select(inputs, 0, idx, out=gathered)
+        if scale:
+            torch.div(gathered.view(dest.shape), 255.0, out=dest)  # convert and scale in one pass
+        yield dest, y
 
 
 # --------------------------------------------------------------------- the epoch
@@ -175,20 +182,21 @@ class FastSGD:
             self.buffers = [torch.zeros_like(p) for p in self.model.parameters()]
         return self.buffers
 
-    def train_epoch(self, dataset: ImageDataset, batch_size: int, order: torch.Tensor,
-                    prepare: Prepare | None = None, wrap: Wrap | None = None,
+    def train_epoch(self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                    order: torch.Tensor, prepare: Prepare | None = None, wrap: Wrap | None = None,
                     grad_hook: GradHook | None = None) -> tuple[float, float]:
-        """One epoch over ``dataset`` in ``order`` (a permutation); (mean loss, accuracy).
+        """One epoch over (inputs, labels) in ``order`` (a permutation); (mean loss, accuracy).
 
-        ``prepare(X)`` -> X for the model (may work in place on X), ``wrap(batches, n)`` wraps
-        the batch iterator (a progress bar).
+        inputs: uint8 images (N, H, W) (scaled to [0, 1] per batch) or floating features (N, D);
+        labels (N,) int64. ``prepare(X)`` -> X for the model (may work in place on X),
+        ``wrap(batches, n)`` wraps the batch iterator (a progress bar).
         """
         W_t, b = self.model.W.t(), self.model.b  # (C, D) contiguous, (C,): views made once
-        labels = dataset.labels.index_select(0, order)  # the epoch's labels in one gather
+        labels = labels.index_select(0, order)  # the epoch's labels in one gather
         ys, idxs = labels.split(batch_size), order.split(batch_size)
         if not ys:
             raise DataError("no training batches: the training split is empty")
-        batches: Iterator = _reused_batches(dataset, ys, idxs)
+        batches: Iterator = _reused_batches(inputs, ys, idxs, W_t.dtype)
         if prepare is not None:
             batches = ((prepare(X), y) for X, y in batches)
         if wrap is not None:

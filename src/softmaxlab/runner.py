@@ -130,8 +130,8 @@ class Session:
         prepare = self._prepare(epoch)
         if isinstance(self.optimizer, FastSGD):
             order = epoch_permutation(len(self.train), c.seed, epoch, self.train.images.device)
-            return self.optimizer.train_epoch(self.train, c.batch_size, order, prepare, wrap,
-                                              self.grad_hook)
+            return self.optimizer.train_epoch(self.train.images, self.train.labels, c.batch_size,
+                                              order, prepare, wrap, self.grad_hook)
         batches: Iterable = self.train.batches(c.batch_size, shuffle=True, seed=c.seed, epoch=epoch)
         if prepare is not None:
             batches = ((prepare(X), y) for X, y in batches)
