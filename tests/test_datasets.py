@@ -233,3 +233,20 @@ def test_real_files_match_the_published_uncompressed_md5s(real_data_dir):
     for name in NAMES:
         content = read_bytes(real_data_dir / f"{name}.gz")
         assert hashlib.md5(content).hexdigest() == FASHION_MNIST.md5_raw[name]
+
+
+def test_an_unreadable_dataset_file_is_a_clear_error(tiny_idx_dir, monkeypatch):
+    """A file that exists but cannot be read (an I/O error, no permission): the project's error,
+    naming the file."""
+    import errno
+
+    from softmaxlab.data import datasets
+    from softmaxlab.errors import SystemFault
+
+    def failing(path, *args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(datasets, "read_bytes", failing)
+    with pytest.raises(SystemFault, match="cannot read .*train-images-idx3-ubyte.gz: "
+                                          "Input/output error; check the file"):
+        load_dataset(data_dir=tiny_idx_dir)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gzip
 import struct
+import time
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
 
 from softmaxlab.data import IDXError, read_idx, write_idx
-from softmaxlab.data.idx import parse_idx
+from softmaxlab.data.idx import parse_idx, read_bytes
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", ">i2", "int32", "float32", "float64"])
@@ -68,10 +71,16 @@ BROKEN = {
 }
 
 
+# a gzipped file is inflated no further than its header declares, so it cannot count the excess
+GZ_PROBLEM = {"trailing bytes": "holds more data than its header declares.*18 bytes with the header"}
+
+
 @pytest.mark.parametrize("case", list(BROKEN))
 @pytest.mark.parametrize("gz", [False, True])
 def test_broken_headers_name_the_file_and_the_problem(tmp_path, case, gz):
     data, problem = BROKEN[case]
+    if gz:
+        problem = GZ_PROBLEM.get(case, problem)
     path = tmp_path / ("broken.gz" if gz else "broken")
     path.write_bytes(gzip.compress(data) if gz else data)
     with pytest.raises(IDXError, match=problem) as err:
@@ -125,3 +134,80 @@ def test_gzip_members_padding_and_large_files_inflate_whole(tmp_path):
 def test_missing_file_is_an_os_error_not_an_idx_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_idx(tmp_path / "nope")
+
+
+def _bomb(dims: tuple[int, ...], blocks: int) -> bytes:
+    """A gzip stream: an IDX header of ``dims`` (uint8), then ``blocks`` x 16 MiB of zeros.
+
+    Deflate's output for 16 MiB of zeros after a full flush does not depend on what came before,
+    so it is compressed once and repeated (16 KB each): a 1 GiB bomb costs no 1 GiB to make. Its
+    trailer's checksum is wrong, but inflation must stop long before reaching it.
+    """
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = deflate.compress(_header(dims=dims)) + deflate.flush(zlib.Z_FULL_FLUSH)
+    block = deflate.compress(bytes(16 << 20)) + deflate.flush(zlib.Z_FULL_FLUSH)
+    return head + block * blocks + deflate.flush()
+
+
+def _peak_of(call) -> tuple[int, float]:
+    """Peak bytes traced while ``call()`` runs (it must raise IDXError) and seconds it took."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(IDXError) as err:
+            call()
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak, seconds, str(err.value)
+
+
+@pytest.mark.parametrize("dims", [(10, 28, 28), (20 * 1024, 1024)])
+def test_gzip_bomb_stops_at_the_declared_size(tmp_path, dims):
+    """1 MB of gzip inflating to 1 GiB, declaring 7.8 KB or 20 MiB: an error, without the GiB."""
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(_bomb(dims, blocks=64))
+    assert path.stat().st_size < 2 << 20
+    peak, seconds, message = _peak_of(lambda: read_idx(path))
+    assert f"{path}: the file holds more data than its header declares" in message
+    assert "a gzip bomb" in message
+    # the declared size, one 1 MiB compressed chunk and zlib's state; never the 1 GiB
+    declared = 8 + 4 * len(dims) + np.prod(dims)
+    assert peak < 1.2 * declared + (8 << 20), f"peak {peak / 2**20:.1f} MiB"
+    assert seconds < 5
+
+
+def test_header_declaring_more_than_the_gzip_file_can_hold(tmp_path):
+    """A 30-byte gzip file whose header declares 47 MB is refused before inflating further."""
+    path = tmp_path / "implausible.gz"
+    path.write_bytes(gzip.compress(_header(dims=(60000, 28, 28)) + bytes(5)))
+    peak, _, message = _peak_of(lambda: read_idx(path))
+    assert message.startswith(f"{path}: the header's shape (60000, 28, 28) of uint8 needs ")
+    assert "more than a gzip file of" in message
+    assert peak < 4 << 20
+
+
+def test_content_that_is_not_idx_stops_inflation_early(tmp_path):
+    """A gzipped file not starting with an IDX header is not inflated whole; parse_idx says why."""
+    path = tmp_path / "text.gz"
+    path.write_bytes(gzip.compress(b"not an IDX file " * 100_000))
+    content = read_bytes(path)
+    assert len(content) <= 1025
+    with pytest.raises(IDXError, match="bad magic number 0x6e6f7420"):
+        read_idx(path)
+
+
+def test_valid_files_read_whole_at_the_declared_size(tmp_path):
+    """Content of exactly the declared size passes, whether it inflates from many compressed
+    chunks (random bytes) or from one chunk in many pieces (zeros)."""
+    arr = np.random.default_rng(1).integers(0, 256, (12, 1000, 1000), dtype=np.uint8)  # 12 MB
+    data = _header(dims=arr.shape) + arr.tobytes()
+    path = tmp_path / "random.gz"
+    path.write_bytes(gzip.compress(data, compresslevel=1))
+    content = read_bytes(path)
+    assert content == data  # whole: sources.py hashes it
+    np.testing.assert_array_equal(parse_idx(content), arr)
+    zeros = tmp_path / "zeros.gz"  # 40 MB from 175 KB
+    zeros.write_bytes(gzip.compress(_header(dims=(40, 1000, 1000)) + bytes(40_000_000), 1))
+    assert read_idx(zeros).shape == (40, 1000, 1000)

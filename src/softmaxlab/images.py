@@ -67,8 +67,12 @@ TRIM_FRACTION = 0.10
 #: ... and at least this many grey levels above it (so JPEG noise is not an object).
 TRIM_MIN_LEVELS = 8
 
-# Errors Pillow's decoders raise on damaged data (truncated files, broken chunks, bad headers).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+# Errors Pillow's decoders raise on damaged data (truncated files, broken chunks, bad headers);
+# beyond the documented ones, the AVIF decoder raises RuntimeError and a TIFF tag of the wrong
+# type (a rational where a count belongs) TypeError.
+_DECODE_ERRORS = (
+    OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, RuntimeError, TypeError
+)
 
 _SUPPORTED_HINT = "save it as PNG or JPEG"
 
@@ -285,7 +289,7 @@ def load_image(
     try:
         try:
             oriented = ImageOps.exif_transpose(img)
-        except (*_DECODE_ERRORS, KeyError, TypeError, AttributeError):
+        except (*_DECODE_ERRORS, KeyError, AttributeError):
             oriented = None  # unreadable EXIF: keep the pixels as stored
         gray = _to_gray(oriented if oriented is not None else img, p)
     finally:

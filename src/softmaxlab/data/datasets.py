@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, os_fault
 from .idx import IDXError, parse_idx, read_bytes
 from .sources import REPLACE_HINT, locate, verify
 from .specs import DatasetSpec, get_spec
@@ -182,6 +182,9 @@ def _read_array(path: Path, spec: DatasetSpec, ndim: int, verify_md5: bool) -> n
     """One found file of ``spec``: parsed, checked (ndim, uint8, md5) and returned."""
     try:
         content = read_bytes(path)
+    except OSError as e:
+        raise os_fault(path, e, "read", "check the file and its permissions") from None
+    try:
         arr = parse_idx(content, str(path))
         if arr.ndim != ndim:
             raise IDXError(f"{path}: expected {ndim} dimensions, the header says {arr.ndim} "

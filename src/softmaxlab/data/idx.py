@@ -12,6 +12,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -43,7 +44,11 @@ def is_gzip(path: str | os.PathLike) -> bool:
         return f.read(2) == _GZIP_MAGIC
 
 
-_CHUNK = 1 << 20  # bytes read at a time
+_CHUNK = 1 << 20  # compressed bytes read at a time
+_PIECE = 4 << 20  # most inflated bytes one decompress call returns (bounds the transient copy)
+_MAX_HEADER = 4 + 4 * 255  # the longest IDX header: the magic number and 255 sizes
+# Deflate inflates at most about 1032:1 (a 258-byte match coded in 2 bits); a little slack.
+_MAX_RATIO = 1040
 
 
 def read_bytes(path: str | os.PathLike, name: str | None = None) -> bytearray:
@@ -53,8 +58,15 @@ def read_bytes(path: str | os.PathLike, name: str | None = None) -> bytearray:
     torch); a gzipped file is inflated chunk by chunk into it (no second full-size copy).
     ``name`` is what to call the file in error messages (default: its path).
 
+    A gzipped file is inflated no further than its IDX header allows: once the header is in,
+    the size it declares is the limit (a gzip bomb is an error, not an out-of-memory). When the
+    content does not start with an IDX header, inflation stops early and the result is the
+    prefix read so far; :func:`parse_idx` then says what is wrong with it.
+
     Raises:
-        IDXError: the file is gzipped but its compressed data is broken or cut short.
+        IDXError: the file is gzipped and its compressed data is broken or cut short, it
+            inflates to more than its header declares, or the header declares more than a gzip
+            file of its size can hold.
         OSError: the file cannot be read (missing, no permission, ...).
     """
     with open(path, "rb") as f:
@@ -65,38 +77,85 @@ def read_bytes(path: str | os.PathLike, name: str | None = None) -> bytearray:
             del out[n:]  # a file that shrank meanwhile
             return out
         f.seek(0)
-        out = bytearray()
-        inflate = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer around deflate
-        try:
-            while chunk := f.read(_CHUNK):
-                while chunk:
-                    out += inflate.decompress(chunk)
-                    if not inflate.eof:
-                        break
-                    # the end of a member: what follows is another member (or padding zeros)
-                    chunk = inflate.unused_data
-                    if not chunk.strip(b"\0"):
-                        break
-                    inflate = zlib.decompressobj(wbits=31)
-        except zlib.error as e:
-            raise IDXError(f"{name or path}: broken gzip data ({e})") from None
-        if not inflate.eof:
-            raise IDXError(f"{name or path}: broken gzip data (the file ends before the end of "
-                           "its compressed stream: it is cut short)")
-        return out
+        return _inflate(f, name or str(path), os.fstat(f.fileno()).st_size)
 
 
-def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Parse IDX bytes into an array (native byte order), checking the header against the payload.
+def _inflate(f: BinaryIO, name: str, compressed: int) -> bytearray:
+    """Inflate the gzip file ``f`` (``compressed`` bytes) up to the size its IDX header declares."""
+    out = bytearray()
+    limit = _MAX_HEADER  # until the header is in: enough for any header, no more
+    declared = False
+    inflate = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer around deflate
+    data = b""  # compressed bytes not yet passed to zlib
+    try:
+        while True:
+            if not data:
+                data = f.read(_CHUNK)
+                if not data:
+                    break
+            if inflate.eof:
+                # the end of a member: what follows is zero padding or another member (as
+                # `cat a.gz b.gz` makes), like gzip.decompress reads it
+                data = data.lstrip(b"\0")
+                if not data:
+                    continue
+                inflate = zlib.decompressobj(wbits=31)
+            # max_length bounds the output of one call, so a small chunk cannot explode
+            want = min(_PIECE, limit + 1 - len(out))
+            piece = inflate.decompress(data, want)
+            data = inflate.unused_data if inflate.eof else inflate.unconsumed_tail
+            out += piece
+            if not declared and len(out) >= 4:
+                try:
+                    dtype, nd = _read_magic(out, name)
+                except IDXError:
+                    return out  # not an IDX file: parse_idx names the problem
+                if len(out) >= 4 + 4 * nd:
+                    limit = _declared_size(out, dtype, nd, name, compressed)
+                    declared = True
+            if len(out) > limit:
+                # (only possible once the header is in: any header fits the first limit)
+                shape = _shape(out, nd)
+                raise IDXError(
+                    f"{name}: the file holds more data than its header declares (shape {shape} "
+                    f"of {dtype.name}: {limit} bytes with the header); a gzip bomb or a damaged "
+                    "file"
+                )
+    except zlib.error as e:
+        raise IDXError(f"{name}: broken gzip data ({e})") from None
+    if not inflate.eof:
+        raise IDXError(f"{name}: broken gzip data (the file ends before the end of "
+                       "its compressed stream: it is cut short)")
+    return out
 
-    Args:
-        data: the whole uncompressed file.
-        name: what to call the data in error messages (the file's path).
-    Returns:
-        an array of the header's shape and dtype; read-only when it is uint8 (it views ``data``).
+
+def _declared_size(head: bytearray, dtype: np.dtype, nd: int, name: str, compressed: int) -> int:
+    """The file size (header and payload) the header at the start of ``head`` declares.
+
     Raises:
-        IDXError: bad magic, unknown dtype, 0 dimensions, a truncated header, or a payload whose
-            length is not what the header says.
+        IDXError: more than a gzip file of ``compressed`` bytes can inflate to.
+    """
+    shape = _shape(head, nd)
+    size = 4 + 4 * nd + math.prod(shape) * dtype.itemsize
+    if size > _MAX_RATIO * compressed:
+        raise IDXError(
+            f"{name}: the header's shape {shape} of {dtype.name} needs {size} bytes, more than "
+            f"a gzip file of {compressed} bytes can inflate to (deflate inflates at most about "
+            "1032 times): the header is damaged"
+        )
+    return size
+
+
+def _shape(data: bytes | bytearray, nd: int) -> tuple[int, ...]:
+    """The ``nd`` sizes after the magic number."""
+    return struct.unpack(f">{nd}I", data[4 : 4 + 4 * nd])
+
+
+def _read_magic(data: bytes | bytearray, name: str) -> tuple[np.dtype, int]:
+    """The dtype and number of dimensions the magic number (the first 4 bytes) gives.
+
+    Raises:
+        IDXError: fewer than 4 bytes, bad magic, unknown dtype, or 0 dimensions.
     """
     if len(data) < 4:
         raise IDXError(f"{name}: {len(data)} bytes is too short for an IDX header (4 bytes or more)")
@@ -110,11 +169,26 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise IDXError(f"{name}: unknown IDX dtype code 0x{code:02x} (known: {known})")
     if nd == 0:
         raise IDXError(f"{name}: the IDX header says 0 dimensions")
+    return DTYPES[code], nd
+
+
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes into an array (native byte order), checking the header against the payload.
+
+    Args:
+        data: the whole uncompressed file.
+        name: what to call the data in error messages (the file's path).
+    Returns:
+        an array of the header's shape and dtype; read-only when it is uint8 (it views ``data``).
+    Raises:
+        IDXError: bad magic, unknown dtype, 0 dimensions, a truncated header, a payload whose
+            length is not what the header says, or a shape numpy cannot hold.
+    """
+    dtype, nd = _read_magic(data, name)
     header = 4 + 4 * nd
     if len(data) < header:
         raise IDXError(f"{name}: truncated header ({len(data)} bytes, {nd} dimensions need {header})")
-    shape = struct.unpack(f">{nd}I", data[4:header])
-    dtype = DTYPES[code]
+    shape = _shape(data, nd)
     expected = math.prod(shape) * dtype.itemsize
     got = len(data) - header
     if got != expected:
@@ -123,7 +197,11 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
             f"{name}: payload {what}: the header's shape {shape} of {dtype.name} needs "
             f"{expected} bytes, the file has {got}"
         )
-    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    try:
+        arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    except ValueError as e:
+        # more than numpy's 64 dimensions, or an empty shape whose other sizes overflow
+        raise IDXError(f"{name}: numpy cannot hold the header's shape {shape} ({e})") from None
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
