@@ -57,15 +57,15 @@ RunError = RunFolderError  # the name it had before softmaxlab.errors
 # ---------------------------------------------------------------------------- saving
 
 
-def _encode(obj, prefix: str, tensors: dict[str, torch.Tensor]):
+def encode_state(obj, prefix: str, tensors: dict[str, torch.Tensor]):
     """Nested optimizer state -> JSON-able structure; tensors go to ``tensors`` by key."""
     if isinstance(obj, torch.Tensor):
         tensors[prefix] = obj
         return {"__tensor__": prefix}
     if isinstance(obj, dict):
-        return {"__dict__": [[k, _encode(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
+        return {"__dict__": [[k, encode_state(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
-        return [_encode(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+        return [encode_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
     return obj
 
 
@@ -91,6 +91,7 @@ def write_config(run_dir: Path, session: Session, data_dir: str | None = None) -
                     "test_size": len(session.test)},
         # absolute, so `evaluate` / `--resume` find the data from any working folder
         "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
+        "world_size": 1 if session.group is None else session.group.world_size,
     }, durable=True)
 
 
@@ -105,7 +106,7 @@ def save_checkpoint(run_dir: str | os.PathLike, session: Session, history: list[
     run_dir = Path(run_dir)
     meta = {"format": FORMAT, "epoch": str(len(history)), "impl": session.config.impl}
     opt_tensors: dict[str, torch.Tensor] = {}
-    opt_state = _encode(session.optimizer.state_dict()["state"], "state", opt_tensors)
+    opt_state = encode_state(session.optimizer.state_dict()["state"], "state", opt_tensors)
     state = {"format": FORMAT, "epoch": len(history),
              "rng": {"seed": session.config.seed, "next_epoch": len(history)},
              "optimizer_state": opt_state}
@@ -131,8 +132,8 @@ def record_stop(run_dir: str | os.PathLike, stop: dict) -> None:
 # ---------------------------------------------------------------------------- loading
 
 
-def _decode(obj, tensors: dict[str, torch.Tensor], path: Path):
-    """The optimiser state encoded by ``_encode``; RunFolderError where it does not decode."""
+def decode_state(obj, tensors: dict[str, torch.Tensor], path: Path):
+    """The optimiser state encoded by ``encode_state``; RunFolderError where it does not decode."""
     if isinstance(obj, dict) and "__tensor__" in obj:
         name = obj["__tensor__"]
         if not isinstance(name, str) or name not in tensors:
@@ -147,9 +148,9 @@ def _decode(obj, tensors: dict[str, torch.Tensor], path: Path):
                                                   isinstance(p[0], (str, int)) for p in pairs):
             raise RunFolderError(f"{path}: the optimiser state is malformed; the run folder is "
                                  "damaged")
-        return {k: _decode(v, tensors, path) for k, v in pairs}
+        return {k: decode_state(v, tensors, path) for k, v in pairs}
     if isinstance(obj, list):
-        return [_decode(v, tensors, path) for v in obj]
+        return [decode_state(v, tensors, path) for v in obj]
     if isinstance(obj, dict):
         raise RunFolderError(f"{path}: the optimiser state is malformed; the run folder is damaged")
     return obj
@@ -238,7 +239,7 @@ def restore_session(run_dir: str | os.PathLike, session: Session) -> list[dict]:
     b = check_tensor(model_path, model, "b", tuple(b.shape))
     opt_state = None
     if state.get("optimizer_state") is not None:
-        opt_state = _decode(state["optimizer_state"], opt, run_dir / "state.json")
+        opt_state = decode_state(state["optimizer_state"], opt, run_dir / "state.json")
         _check_optimizer_state(opt_state, session.optimizer, list(session.model.parameters()),
                                opt_path)
     set_weights(session.model, W, b)

@@ -58,6 +58,11 @@ class SystemFault(SoftmaxlabError, OSError):
     path of the user's; the message names the path and the reason."""
 
 
+class DistributedError(SoftmaxlabError, RuntimeError):
+    """A process of a distributed job cannot reach the others (one died, hangs or is
+    unreachable); the message names the rank and the cause."""
+
+
 class TrainingDiverged(SoftmaxlabError, ArithmeticError):
     """Training produced a non-finite loss or non-finite parameters in epoch ``epoch`` (1-based)."""
 

@@ -31,6 +31,7 @@ check); without a hook the step is fused into the backward matmul.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -40,8 +41,23 @@ from .train import load_momentum_buffers
 
 # grad_hook(flat_gradient, batch_examples) -> examples to divide by. flat_gradient: the batch's
 # summed gradient, dW^T (C, D) then db (C,) flattened into one tensor, which the hook may change
-# in place (e.g. all-reduce it).
+# in place (e.g. all-reduce it); batch_examples: the examples of the whole (global) batch.
 GradHook = Callable[[torch.Tensor, int], int]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part in data-parallel training: its rank among ``world_size``, and a sum
+    over the processes (in place)."""
+
+    rank: int
+    world_size: int
+    all_reduce: Callable[[torch.Tensor], torch.Tensor]
+
+    def share(self, idx: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous share of one global batch (shares differ by at most one)."""
+        k = idx.shape[0]
+        return idx[self.rank * k // self.world_size:(self.rank + 1) * k // self.world_size]
 Prepare = Callable[[torch.Tensor], torch.Tensor]
 Wrap = Callable[[Iterator, int], Iterator]
 
@@ -184,16 +200,30 @@ class FastSGD:
 
     def train_epoch(self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int,
                     order: torch.Tensor, prepare: Prepare | None = None, wrap: Wrap | None = None,
-                    grad_hook: GradHook | None = None) -> tuple[float, float]:
+                    grad_hook: GradHook | None = None, shard: Shard | None = None
+                    ) -> tuple[float, float]:
         """One epoch over (inputs, labels) in ``order`` (a permutation); (mean loss, accuracy).
 
         inputs: uint8 images (N, H, W) (scaled to [0, 1] per batch) or floating features (N, D);
         labels (N,) int64. ``prepare(X)`` -> X for the model (may work in place on X),
-        ``wrap(batches, n)`` wraps the batch iterator (a progress bar).
+        ``wrap(batches, n)`` wraps the batch iterator (a progress bar). ``shard``: this process
+        takes only its share of each global batch (``grad_hook`` must then add the ranks'
+        gradients), and the epoch's loss and accuracy are summed over the ranks.
         """
         W_t, b = self.model.W.t(), self.model.b  # (C, D) contiguous, (C,): views made once
-        labels = labels.index_select(0, order)  # the epoch's labels in one gather
-        ys, idxs = labels.split(batch_size), order.split(batch_size)
+        if shard is None:
+            idxs = order.split(batch_size)
+            labels = labels.index_select(0, order)  # the epoch's labels in one gather
+            ys = labels.split(batch_size)
+            ks = [y.shape[0] for y in ys]  # each batch's examples (globally: all of them)
+        else:
+            if grad_hook is None:
+                raise ValueError("a shard needs a grad_hook that sums the ranks' gradients")
+            batches_idx = order.split(batch_size)
+            idxs = [shard.share(idx) for idx in batches_idx]
+            ks = [idx.shape[0] for idx in batches_idx]
+            labels = labels.index_select(0, torch.cat(idxs))
+            ys = labels.split([idx.shape[0] for idx in idxs])
         if not ys:
             raise DataError("no training batches: the training split is empty")
         batches: Iterator = _reused_batches(inputs, ys, idxs, W_t.dtype)
@@ -206,16 +236,19 @@ class FastSGD:
         store = ScoreStore(W_t.shape[0], W_t.dtype, W_t.device)
         b_col, grad_t, n_in = b.unsqueeze(1), self.grad_t, W_t.shape[1]
         with torch.no_grad():
-            for X, y in batches:
-                k = y.shape[0]  # (len(tensor) is a Python-level call: slow in this loop)
-                X2 = X.reshape(k, n_in)
-                o_t = torch.addmm(b_col, W_t, X2.t(), out=store.next(k))  # (C, k)
+            for (X, y), k in zip(batches, ks):
+                n = y.shape[0]  # this process's examples (len(tensor) is slow in this loop)
+                X2 = X.reshape(n, n_in)
+                o_t = torch.addmm(b_col, W_t, X2.t(), out=store.next(n))  # (C, n)
                 step(X2, grad_t(o_t, y), k)
             o_t = store.scores()
-            values = self.value_t(o_t, labels)
-            correct = int((o_t.max(0).indices == labels).sum())
-        n = labels.shape[0]
-        return float(values.double().sum()) / n, correct / n
+            sums = torch.stack([self.value_t(o_t, labels).double().sum(),
+                                (o_t.max(0).indices == labels).sum().double(),
+                                torch.tensor(labels.shape[0], dtype=torch.float64)])
+        if shard is not None:
+            shard.all_reduce(sums)
+        loss_sum, correct, n = sums.tolist()
+        return loss_sum / n, correct / n
 
     def _fused_step(self, W_t: torch.Tensor, b: torch.Tensor
                     ) -> Callable[[torch.Tensor, torch.Tensor, int], None]:

@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from . import distributed
 from .config import RECIPES, TrainConfig, lr_at
 from .data import ImageDataset
 from .data.datasets import epoch_permutation
+from .distributed import Group
 from .errors import ConfigError, TrainingDiverged
 from .fast import FastSGD, GradHook, Wrap
 from .functional import Loss, get_loss
@@ -55,8 +57,11 @@ class Session:
     """
 
     def __init__(self, config: TrainConfig, train: ImageDataset, test: ImageDataset,
-                 eval_batch_size: int = EVAL_BATCH) -> None:
-        self.config = config
+                 eval_batch_size: int = EVAL_BATCH, group: Group | None = None) -> None:
+        if group is not None and (config.optimizer != "sgd" or config.augment):
+            raise ConfigError("distributed training takes --optimizer sgd without --augment; "
+                              "run L-BFGS or augmentation in one process")
+        self.config, self.group = config, group
         self.loss: Loss = get_loss(config.loss)
         self.train, self.val = split_validation(train, config.val_split, config.seed)
         self.test = test
@@ -128,6 +133,8 @@ class Session:
             return self._lbfgs_step()
         self.set_lr(lr_at(c, epoch))
         prepare = self._prepare(epoch)
+        if self.group is not None:
+            return self._train_data_parallel(epoch, prepare, wrap)
         if isinstance(self.optimizer, FastSGD):
             order = epoch_permutation(len(self.train), c.seed, epoch, self.train.images.device)
             return self.optimizer.train_epoch(self.train.images, self.train.labels, c.batch_size,
@@ -138,6 +145,17 @@ class Session:
         if wrap is not None:
             batches = wrap(iter(batches), -(-len(self.train) // c.batch_size))
         return train_epoch(self.model, batches, self.loss, self.optimizer)
+
+    def _train_data_parallel(self, epoch: int, prepare, wrap) -> tuple[float, float]:
+        """This rank's part of epoch ``epoch`` (see ``softmaxlab.distributed``)."""
+        c, group = self.config, self.group
+        order = epoch_permutation(len(self.train), c.seed, epoch, self.train.images.device)
+        if isinstance(self.optimizer, FastSGD):
+            return self.optimizer.train_epoch(self.train.images, self.train.labels, c.batch_size,
+                                              order, prepare, wrap, group.grad_hook,
+                                              group.shard())
+        return distributed.train_epoch(self.model, self.loss, self.optimizer, self.train.images,
+                                       self.train.labels, c.batch_size, order, group, prepare)
 
     def _full_batch(self) -> torch.Tensor:
         if self._full_X is None:
@@ -187,7 +205,11 @@ class Session:
                                epoch=epoch + 1)
 
     def evaluate(self, dataset: ImageDataset) -> float:
-        return evaluate_accuracy(self.model, self.eval_batches(dataset))
+        if self.group is None:
+            return evaluate_accuracy(self.model, self.eval_batches(dataset))
+        g, n = self.group, len(dataset)  # each rank its contiguous part, the counts summed
+        part = dataset.subset(slice(g.rank * n // g.world_size, (g.rank + 1) * n // g.world_size))
+        return distributed.evaluate_accuracy(self.model, self.eval_batches(part), g)
 
     def fit(self, history: Sequence[dict] = (),
             callbacks: Sequence[Callable[[list[dict]], None]] = (),

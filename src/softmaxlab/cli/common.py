@@ -104,23 +104,32 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def thread_count(requested: int | None) -> tuple[int, str | None]:
-    """The torch threads to use for ``--threads requested``, and a note when it was clamped: more
-    threads than the cores available only contend (and very many cannot even be started)."""
-    available = default_threads()
-    if requested is None or requested <= available:
-        return requested or available, None
-    return available, (f"note: --threads {requested} is more than the {available} cores "
-                       f"available here; using {available}")
+def thread_count(requested: int | None, processes: int = 1) -> tuple[int, str | None]:
+    """The torch threads of each of ``processes`` processes on this machine for ``--threads
+    requested``, and a note when it was clamped. The cores are shared out (at least 1 each):
+    more threads than that only contend (and very many cannot even be started)."""
+    cores = default_threads()
+    share = max(1, cores // processes)
+    note = None
+    if processes > cores:
+        note = (f"note: {processes} processes on {cores} cores: each gets 1 thread, and they "
+                "take turns on the cores")
+    if requested is None:
+        return share, note
+    if requested <= share:
+        return requested, note
+    each = "" if processes == 1 else f" for each of {processes} processes"
+    return share, (f"note: --threads {requested} is more than the {share} cores available here"
+                   f"{each}; using {share}")
 
 
-def set_threads(requested: int | None) -> int:
-    """Set torch's thread count by ``thread_count``, printing its note; the count."""
+def set_threads(requested: int | None, processes: int = 1, say=print) -> int:
+    """Set torch's thread count by ``thread_count``, saying its note; the count."""
     import torch
 
-    n, note = thread_count(requested)
+    n, note = thread_count(requested, processes)
     if note:
-        print(note, file=sys.stderr)
+        say(note, file=sys.stderr)
     torch.set_num_threads(n)
     return n
 

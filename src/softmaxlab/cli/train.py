@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
+import os
 import sys
 import time
 from dataclasses import Field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import runfolder
+from .. import distributed, runfolder
 from ..config import (
     RECIPES,
     TrainConfig,
@@ -24,12 +26,14 @@ from ..config import (
     rule,
     shown_default,
 )
-from ..errors import ConfigError, TrainingDiverged
+from ..distributed import DEFAULT_TIMEOUT, Group
+from ..errors import ConfigError, DistributedError, SoftmaxlabError, TrainingDiverged
 from .common import (
     UsageError,
     add_data_args,
     default_threads,
     load_data,
+    positive_float,
     positive_int,
     set_threads,
     show_progress,
@@ -38,7 +42,7 @@ from .common import (
 
 # every flag of `train` that is not a training option (those are TrainConfig's fields)
 OTHER_FLAGS = ("recipe", "threads", "out", "force", "resume", "no_report", "data_dir", "mirror",
-               "offline", "no_progress", "debug")
+               "offline", "no_progress", "debug", "nproc", "dist_timeout")
 
 
 def _flag_type(f: Field):
@@ -95,6 +99,14 @@ def register(sub) -> None:
     t.add_argument("--threads", type=positive_int, default=None,
                    help=f"CPU threads for torch (default: the cores available, here "
                         f"{default_threads()})")
+    d = p.add_argument_group("processes")
+    d.add_argument("--nproc", type=positive_int, default=1,
+                   help="train data-parallel in N processes on this machine, started through "
+                        "torch's launcher (torchrun); under torchrun itself the job's ranks are "
+                        "used and this is ignored (default: 1)")
+    d.add_argument("--dist-timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help="how long a distributed rank waits for the others before the job stops "
+                        f"with an error naming the rank (default: {DEFAULT_TIMEOUT:g})")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", default=None,
                    help="the run folder (default: runs/<UTC timestamp>-<impl>)")
@@ -173,45 +185,91 @@ def _epoch_line(row: dict, total: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.nproc > 1 and not distributed.requested():
+        return _launch(args)
+    group = distributed.init(args.dist_timeout) if distributed.requested() else None
+    try:
+        with contextlib.ExitStack() as stack:
+            return _run(args, group, stack)
+    finally:
+        distributed.close()
+
+
+def _run(args, group: Group | None, stack: contextlib.ExitStack) -> int:
+    """The run's config and folder (rank 0 decides and tells the others), then train."""
     if args.resume:
         if args.out or args.force:
             raise UsageError("--resume DIR continues in DIR; do not combine it with --out/--force")
-        out = runfolder.check_folder(args.resume)
-        with runfolder.lock(out):
-            run_cfg = runfolder.read_run_config(out)
-            config = _resume_config(args, run_cfg)
-            return _train(args, config, out, args.data_dir or run_cfg.get("data_dir"), True)
+        out = Path(args.resume)
+
+        def open_run() -> dict:
+            stack.enter_context(runfolder.lock(runfolder.check_folder(out)))
+            return runfolder.read_run_config(out)
+
+        run_cfg = _on_main(group, open_run)
+        config = _resume_config(args, run_cfg)
+        return _train(args, config, out, args.data_dir or run_cfg.get("data_dir"), group, stack)
     config = _new_config(args)  # every option is checked before anything is written
-    out = _new_out(args, config.impl)
-    return _train(args, config, out, args.data_dir, False)
+    out = Path(_on_main(group, lambda: str(_new_out(args, config.impl))))
+    return _train(args, config, out, args.data_dir, group, stack)
 
 
-def _train(args, config: TrainConfig, out: Path, data_dir: str | None, resume: bool) -> int:
+def _on_main(group: Group | None, work):
+    """``work()``'s JSON-able result, computed by rank 0 (or this process) and shared; when it
+    fails there, the other ranks stop too."""
+    if group is None:
+        return work()
+    if not group.is_main:
+        result = group.broadcast_json()
+        if "error" in result:
+            raise DistributedError(f"rank {group.rank}: rank 0 stopped the job: {result['error']}")
+        return result["value"]
+    try:
+        value = work()
+    except SoftmaxlabError as e:
+        group.broadcast_json({"error": str(e)})
+        raise
+    group.broadcast_json({"value": value})
+    return value
+
+
+def _train(args, config: TrainConfig, out: Path, data_dir: str | None, group: Group | None,
+           stack: contextlib.ExitStack) -> int:
     from .. import checkpoint
     from ..runner import Session
 
-    threads = set_threads(args.threads)
+    main = group is None or group.is_main
+    say = print if main else _quiet
+    threads = set_threads(args.threads, 1 if group is None else group.local_world_size, say)
     t_start = time.perf_counter()
     train, test = load_data(args, config.dataset, data_dir)
-    session = Session(config, train, test)
-    with contextlib.ExitStack() as stack:
-        if resume:  # (the caller holds the lock)
-            history = checkpoint.restore_session(out, session)
-            if len(history) >= config.epochs:
-                print(f"{out}: already trained for {len(history)} epochs (asked for "
-                      f"{config.epochs}); give a larger --epochs to continue")
-                return 0
-        else:
+    session = Session(config, train, test, group=group)
+    if args.resume:
+        history = _on_main(group, lambda: checkpoint.restore_session(out, session))
+        if group is not None:
+            history = distributed.share_state(group, session, history)
+        if len(history) >= config.epochs:
+            say(f"{out}: already trained for {len(history)} epochs (asked for {config.epochs}); "
+                "give a larger --epochs to continue")
+            return 0
+    else:
+        def new_run() -> list:
             stack.enter_context(runfolder.lock(out, create=True))
             _check_empty(out, args.force)  # again, now that no other command can write it
             runfolder.clear(out)
-            history = []
+            return []
+
+        history = _on_main(group, new_run)
+    if main:
         checkpoint.write_config(out, session, data_dir)
-        print(f"training {config.impl} softmax regression on {config.dataset} "
-              f"({len(session.train)} train / {len(test)} test images, {threads} threads) -> "
-              f"{out}")
-        history = _fit(args, session, out, history)
-        written = _write_pictures(out, session, history, report=not args.no_report)
+    each = "" if group is None else f" each, {group.world_size} processes"
+    say(f"training {config.impl} softmax regression on {config.dataset} "
+        f"({len(session.train)} train / {len(test)} test images, {threads} "
+        f"thread{'s' if threads > 1 else ''}{each}) -> {out}")
+    history = _fit(args, session, out, history, main)
+    if not main:
+        return 0
+    written = _write_pictures(out, session, history, report=not args.no_report)
     train_time = sum(r["seconds"] for r in history)
     if history:
         last = history[-1]
@@ -224,15 +282,57 @@ def _train(args, config: TrainConfig, out: Path, data_dir: str | None, resume: b
     return 0
 
 
-def _fit(args, session, out: Path, history: list[dict]) -> list[dict]:
-    """Train to the config's epochs, a checkpoint and a line after each; on a stop, say what
-    the run folder keeps."""
+def _quiet(*args, **kwargs) -> None:
+    """``print`` for the ranks other than 0, which say nothing."""
+
+
+def _launch(args) -> int:
+    """Run this same command in ``--nproc`` processes through torch's launcher; their exit code."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    # the ranks say what went wrong themselves; the launcher's own log would repeat it
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=args.nproc,
+                          run_id=f"softmaxlab-{os.getpid()}", rdzv_backend="c10d",
+                          rdzv_endpoint="127.0.0.1:0", max_restarts=0)
+    argv = ["-m", "softmaxlab", "train", *_argv_without_nproc(args)]
+    try:
+        elastic_launch(config, entrypoint=sys.executable)(*argv)
+    except ChildFailedError as e:
+        return min(f.exitcode for f in e.failures.values() if f.exitcode > 0) or 1
+    return 0
+
+
+def _argv_without_nproc(args) -> list[str]:
+    """The command line of ``args`` again (every flag given), without --nproc."""
+    from . import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    argv = []
+    for action in sub.choices["train"]._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or action.dest in ("help", "nproc") or value is None \
+                or value is False or value == action.default:
+            continue
+        argv.append(action.option_strings[-1])
+        if not isinstance(action, argparse._StoreTrueAction):
+            argv.append(str(value))
+    return argv
+
+
+def _fit(args, session, out: Path, history: list[dict], main: bool = True) -> list[dict]:
+    """Train to the config's epochs, a checkpoint and a line after each (rank 0 only); on a stop,
+    say what the run folder keeps."""
     from .. import checkpoint
 
     def on_epoch(h: list[dict]) -> None:
         checkpoint.save_checkpoint(out, session, h)
         print(_epoch_line(h[-1], session.config.epochs), flush=True)
 
+    if not main:
+        return session.fit(history)
     if not history:
         checkpoint.save_checkpoint(out, session, history)
     try:
