@@ -129,3 +129,16 @@ def test_the_fast_path_is_the_only_user_of_its_tricks():
         text = path.read_text()
         for trick in ("ScoreStore", "_reused_batches", "column_major", "LOSSES_T", "addmm_("):
             assert trick not in text, f"{module_name(path)} uses {trick}"
+
+
+def test_no_pickle_is_ever_loaded():
+    """Run folders, data and images are read as safetensors, JSON, IDX and image files: nothing
+    that unpickles (a pickle runs code)."""
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        name = module_name(path)
+        assert not re.search(r"^\s*(import|from) (pickle|dill|cloudpickle|joblib)\b", text,
+                             re.MULTILINE), name
+        assert "torch.load(" not in text and "allow_pickle=True" not in text, name
+        for call in re.findall(r"np\.load\([^)]*\)", text):
+            assert "allow_pickle=False" in call, f"{name}: {call}"

@@ -411,3 +411,19 @@ def test_to_tensor_rejects_bad_input():
         to_tensor([np.zeros((28, 28), np.uint8), np.zeros((14, 14), np.uint8)])
     with pytest.raises(ValueError, match="uint8"):
         to_tensor([np.zeros((28, 28), np.float32)])
+
+
+def test_eps_is_refused_without_running_ghostscript(tmp_path, monkeypatch):
+    """PostScript is a program: decoding it would run Ghostscript on the file."""
+    path = tmp_path / "drawing.eps"
+    path.write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nnewpath 0 0 moveto "
+                    "28 28 lineto stroke showpage\n%%EOF\n")
+    from PIL import EpsImagePlugin
+
+    def never(*args, **kwargs):
+        raise AssertionError("Ghostscript was started")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", never, raising=False)
+    with pytest.raises(ImageInputError, match="drawing.eps: EPS/PostScript files are not "
+                                              "accepted; save it as PNG or JPEG"):
+        load_image(path)

@@ -387,3 +387,21 @@ def test_a_bad_seed_is_refused_before_the_run_folder_exists(tiny_idx_dir, tmp_pa
     assert f"argument --seed: {seed} is not allowed; it must be an integer from 0 to " \
            f"{2**63 - 1}" in err
     assert not out.exists()
+
+
+def test_lbfgs_divergence_gives_its_own_hint(tiny_idx_dir, tmp_path, capsys, monkeypatch):
+    from softmaxlab import runner
+
+    train_one = runner.Session.train_one
+
+    def blows_up(self, epoch, wrap=None):
+        result = train_one(self, epoch, wrap)
+        self.model.W.data[0, 0] = float("nan")
+        return result
+
+    monkeypatch.setattr(runner.Session, "train_one", blows_up)
+    code, err = cli(capsys, *train(tiny_idx_dir, tmp_path / "run", "--optimizer", "lbfgs",
+                                   "--lbfgs-iters", "2", "--epochs", "2"))
+    assert code == 3
+    assert "training diverged in epoch 1: the weights became non-finite; start a new run with " \
+           "a larger --weight-decay or with --standardize" in one_error_line(err)
