@@ -203,9 +203,28 @@ def test_threads_are_shared_out_among_the_ranks(tiny_idx_dir, tiny_env, tmp_path
     assert f"1 thread each, {cores + 1} processes" in r.stdout
 
 
-def test_lbfgs_and_augment_are_refused_with_several_ranks(tiny_idx_dir, tiny_env, tmp_path):
+def test_augment_is_refused_with_several_ranks(tiny_idx_dir, tiny_env, tmp_path):
     r = softmaxlab(tiny_env, *train_args(tiny_idx_dir, tmp_path / "run", "--nproc", "2",
-                                         "--optimizer", "lbfgs"))
+                                         "--augment"))
     assert r.returncode == 2
-    assert "distributed training takes --optimizer sgd without --augment" in r.stderr
+    assert "distributed training does not take --augment" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("impl", ["scratch", "concise"])
+def test_lbfgs_on_two_ranks_ends_where_one_process_ends(tiny_idx_dir, tiny_env, tmp_path, impl):
+    """Spark's scheme: every evaluation's loss and gradient summed over the ranks in one
+    all-reduce, the same L-BFGS update everywhere."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    extra = ["--optimizer", "lbfgs", "--lbfgs-iters", "10", "--epochs", "3", "--weight-decay",
+             "1e-3", "--impl", impl]
+    assert softmaxlab(tiny_env, *train_args(tiny_idx_dir, one, *extra)).returncode == 0
+    r = softmaxlab(tiny_env, *train_args(tiny_idx_dir, two, *extra, "--nproc", "2"))
+    assert r.returncode == 0, r.stderr
+    h1, h2 = history(one)[-1], history(two)[-1]
+    assert h2["train_loss"] == pytest.approx(h1["train_loss"], rel=1e-4)
+    assert abs(h2["test_acc"] - h1["test_acc"]) * 60 <= 2  # at most 2 of the 60 test images
+    evals = [json.loads((out / "state.json").read_text())["optimizer_state"]["__dict__"][0][1]
+             for out in (one, two)]
+    counts = [dict(e["__dict__"])["func_evals"] for e in evals]
+    assert counts[0] > 3 and abs(counts[0] - counts[1]) <= 2  # one all-reduce per evaluation

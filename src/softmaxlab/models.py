@@ -96,6 +96,13 @@ def weights(model) -> tuple[torch.Tensor, torch.Tensor]:
     return linear.weight.detach().t(), linear.bias.detach()
 
 
+def weights_grad(model) -> torch.Tensor:
+    """The gradient of W (D, C) of either model (a view of the concise weight's), to add to."""
+    if isinstance(model, ScratchSoftmaxRegression):
+        return model.W.grad
+    return model[1].weight.grad.t()
+
+
 def set_weights(model, W: torch.Tensor, b: torch.Tensor) -> None:
     """Copy W (D, C) and b (C,) into either model's parameters, in place."""
     W_, b_ = weights(model)

@@ -26,7 +26,14 @@ from .distributed import Group
 from .errors import ConfigError, TrainingDiverged
 from .fast import FastSGD, GradHook, Wrap
 from .functional import Loss, get_loss
-from .models import ScratchSoftmaxRegression, SoftmaxModel, create_model, objective, weights
+from .models import (
+    ScratchSoftmaxRegression,
+    SoftmaxModel,
+    create_model,
+    objective,
+    weights,
+    weights_grad,
+)
 from .preprocess import Standardizer, shift_batch
 from .train import evaluate_accuracy, train_epoch
 
@@ -58,9 +65,9 @@ class Session:
 
     def __init__(self, config: TrainConfig, train: ImageDataset, test: ImageDataset,
                  eval_batch_size: int = EVAL_BATCH, group: Group | None = None) -> None:
-        if group is not None and (config.optimizer != "sgd" or config.augment):
-            raise ConfigError("distributed training takes --optimizer sgd without --augment; "
-                              "run L-BFGS or augmentation in one process")
+        if group is not None and config.augment:
+            raise ConfigError("distributed training does not take --augment; run augmentation "
+                              "in one process")
         self.config, self.group = config, group
         self.loss: Loss = get_loss(config.loss)
         self.train, self.val = split_validation(train, config.val_split, config.seed)
@@ -157,31 +164,70 @@ class Session:
         return distributed.train_epoch(self.model, self.loss, self.optimizer, self.train.images,
                                        self.train.labels, c.batch_size, order, group, prepare)
 
-    def _full_batch(self) -> torch.Tensor:
+    def _my_rows(self, n: int) -> slice:
+        """This process's contiguous part of n rows (all of them without a group)."""
+        g = self.group
+        return slice(0, n) if g is None else slice(g.rank * n // g.world_size,
+                                                   (g.rank + 1) * n // g.world_size)
+
+    def _full_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(X (n, D), y (n,)): the training set as one batch (this process's rows of it)."""
         if self._full_X is None:
-            self._full_X = self.transform(self.train.to_float()).reshape(len(self.train), -1)
+            rows = self._my_rows(len(self.train))
+            X = self.transform(self.train.to_float(rows))
+            self._full_X = X.reshape(X.shape[0], -1), self.train.labels[rows]
         return self._full_X
 
     def _lbfgs_step(self) -> tuple[float, float]:
-        """One outer L-BFGS step on the full training set (mean loss + weight_decay/2 ‖W‖²)."""
-        X, y, wd = self._full_batch(), self.train.labels, self.config.weight_decay
+        """One outer L-BFGS step on the full training set (mean loss + weight_decay/2 ‖W‖²).
+
+        Each evaluation (line-search ones included) is one full-batch loss and gradient: with a
+        group, the sum of the processes' parts in one all-reduce, so every process takes the same
+        L-BFGS step (Spark MLlib's scheme).
+        """
+        (X, y), n = self._full_batch(), len(self.train)
+        wd, params = self.config.weight_decay, list(self.model.parameters())
+        W = weights(self.model)[0]
 
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad()
-            if isinstance(self.model, ScratchSoftmaxRegression):
-                W, b = self.model.W, self.model.b
-                with torch.no_grad():
-                    value, W.grad, b.grad = objective(W, b, X, y, self.loss, wd)
-                return value
-            W, b = weights(self.model)
-            value = self.loss.value(self.model(X), y).mean() + 0.5 * wd * (W * W).sum()
-            value.backward()
+            value = self._data_term(X, y, n)  # the parameters' .grad set to its gradient
+            if self.group is not None:
+                flat = self.group.all_reduce(
+                    torch.cat([value.detach().reshape(1), *(p.grad.reshape(-1) for p in params)]))
+                value, offset = flat[0], 1
+                for p in params:
+                    p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+                    offset += p.numel()
+            with torch.no_grad():
+                value = value + 0.5 * wd * (W * W).sum()
+                weights_grad(self.model).add_(W, alpha=wd)
             return value
 
         self.optimizer.step(closure)
         with torch.no_grad():
             o = self.model(X)
-            return float(self.loss.value(o, y).mean()), float((o.argmax(1) == y).float().mean())
+            sums = torch.stack([self.loss.value(o, y).double().sum(),
+                                (o.argmax(1) == y).sum().double(),
+                                torch.tensor(float(y.shape[0]), dtype=torch.float64,
+                                             device=y.device)])
+        if self.group is not None:
+            self.group.all_reduce(sums)
+        return float(sums[0] / sums[2]), float(sums[1] / sums[2])
+
+    def _data_term(self, X: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
+        """sum over these rows of the loss / n (n: the rows of all processes), its gradient into
+        the parameters' .grad (contiguous: L-BFGS flattens them with view)."""
+        if isinstance(self.model, ScratchSoftmaxRegression):
+            W, b = self.model.W, self.model.b
+            with torch.no_grad():
+                mean, dW, db = objective(W, b, X, y, self.loss)
+                share = X.shape[0] / n
+                W.grad, b.grad = (dW * share).contiguous(), db * share
+            return mean * share
+        value = self.loss.value(self.model(X), y).sum() / n
+        value.backward()
+        return value.detach()
 
     def _check_finite(self, epoch: int, train_loss: float) -> None:
         """Raise TrainingDiverged if epoch ``epoch``'s loss or the parameters are not finite.
