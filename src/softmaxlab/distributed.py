@@ -48,6 +48,13 @@ class Group:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def device(self) -> torch.device:
+        """Where this rank's collectives' tensors must be: its GPU under NCCL, else the CPU."""
+        if dist.is_initialized() and dist.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
     def _run(self, what: str, op, *args, **kwargs):
         try:
             return op(*args, **kwargs)
@@ -70,12 +77,12 @@ class Group:
     def broadcast_json(self, obj=None):
         """Rank 0's JSON-able ``obj`` on every rank (sent as JSON text, never pickled)."""
         data = json.dumps(obj).encode() if self.is_main else b""
-        size = self.broadcast(torch.tensor([len(data)], dtype=torch.int64))
-        buffer = torch.zeros(int(size), dtype=torch.uint8)
+        size = self.broadcast(torch.tensor([len(data)], dtype=torch.int64, device=self.device))
+        buffer = torch.zeros(int(size), dtype=torch.uint8, device=self.device)
         if self.is_main:
             buffer.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
         self.broadcast(buffer)
-        return json.loads(bytes(buffer.tolist()).decode()) if int(size) else None
+        return json.loads(bytes(buffer.cpu().tolist()).decode()) if int(size) else None
 
     def shard(self) -> Shard:
         """This rank's part in a data-parallel epoch, for ``fast.FastSGD.train_epoch``."""
@@ -95,8 +102,9 @@ class Group:
             raise DistributedError(f"rank {self.rank}: rank 0 stopped the job: {status}")
 
 
-def init(timeout: float = DEFAULT_TIMEOUT) -> Group:
-    """Join the job torchrun started (gloo on CPU, NCCL with GPUs); returns this rank's Group."""
+def init(timeout: float = DEFAULT_TIMEOUT, use_cuda: bool = False) -> Group:
+    """Join the job torchrun started (gloo on CPU, NCCL when training on GPUs); this rank's
+    Group."""
     if not timeout > 0:
         raise ConfigError(f"--dist-timeout {timeout} is not allowed; it must be a number > 0")
     env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
@@ -109,7 +117,9 @@ def init(timeout: float = DEFAULT_TIMEOUT) -> Group:
                           f"({env}); start the job with torchrun or `softmaxlab train --nproc N`") \
             from None
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
+        backend = "nccl" if use_cuda and dist.is_nccl_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local_rank % torch.cuda.device_count())
         try:
             dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
         except (RuntimeError, ValueError) as e:
@@ -133,7 +143,7 @@ def train_epoch(model, loss, optimizer: torch.optim.Optimizer, inputs: torch.Ten
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     share = group.shard().share
-    sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, examples (this rank's)
+    sums = torch.zeros(3, dtype=torch.float64, device=labels.device)  # loss, correct, examples
     for idx in order.split(batch_size):
         mine = share(idx)
         X = images_as_float(inputs, mine)
@@ -151,8 +161,9 @@ def train_epoch(model, loss, optimizer: torch.optim.Optimizer, inputs: torch.Ten
             p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
             offset += p.numel()
         optimizer.step()
-        sums += torch.tensor([float(losses.detach().double().sum()),
-                              float((o.argmax(1) == y).sum()), y.numel()], dtype=torch.float64)
+        sums += torch.stack([losses.detach().double().sum(), (o.argmax(1) == y).sum().double(),
+                             torch.tensor(float(y.numel()), dtype=torch.float64,
+                                          device=y.device)])
     group.all_reduce(sums)
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
@@ -168,11 +179,15 @@ def evaluate_accuracy(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]
     """The accuracy of ``model`` over this rank's ``batches`` and every other rank's, summed."""
     if isinstance(model, torch.nn.Module):
         model.eval()
-    counts = torch.zeros(2, dtype=torch.float64)  # correct, examples
+    counts = None  # correct, examples
     with torch.no_grad():
         for X, y in batches:
-            counts[0] += float((model(X).argmax(1) == y).sum())
-            counts[1] += y.numel()
+            batch = torch.stack([(model(X).argmax(1) == y).sum().double(),
+                                 torch.tensor(float(y.numel()), dtype=torch.float64,
+                                              device=y.device)])
+            counts = batch if counts is None else counts + batch
+    if counts is None:  # (this rank's part of the data is empty)
+        counts = torch.zeros(2, dtype=torch.float64, device=group.device)
     group.all_reduce(counts)
     return float(counts[0] / max(float(counts[1]), 1.0))
 
@@ -194,7 +209,7 @@ def share_state(group: Group, session, history: list[dict]) -> list[dict]:
     meta = group.broadcast_json({"state": structure, "shapes": shapes, "history": history}
                                 if group.is_main else None)
     if not group.is_main:
-        tensors = {k: torch.zeros(shape, dtype=getattr(torch, dtype))
+        tensors = {k: torch.zeros(shape, dtype=getattr(torch, dtype), device=group.device)
                    for k, (shape, dtype) in meta["shapes"].items()}
     for name in sorted(tensors):
         tensors[name] = group.broadcast(tensors[name].contiguous())

@@ -244,7 +244,8 @@ class FastSGD:
             o_t = store.scores()
             sums = torch.stack([self.value_t(o_t, labels).double().sum(),
                                 (o_t.max(0).indices == labels).sum().double(),
-                                torch.tensor(labels.shape[0], dtype=torch.float64)])
+                                torch.tensor(labels.shape[0], dtype=torch.float64,
+                                             device=labels.device)])
         if shard is not None:
             shard.all_reduce(sums)
         loss_sum, correct, n = sums.tolist()

@@ -29,9 +29,9 @@ def init_params(num_inputs: int, num_outputs: int, seed: int = 0, sigma: float =
     The draw is made on the CPU (the same numbers on every device), then moved to ``device``.
     """
     g = torch.Generator().manual_seed(seed)
-    W = torch.normal(0.0, sigma, size=(num_inputs, num_outputs), generator=g)
-    b = torch.zeros(num_outputs)
-    return W.to(device), b.to(device)
+    W = torch.normal(0.0, sigma, size=(num_inputs, num_outputs), generator=g, device="cpu")
+    device = device or "cpu"
+    return W.to(device), torch.zeros(num_outputs, device=device)
 
 
 class ScratchSoftmaxRegression:

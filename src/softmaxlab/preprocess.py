@@ -61,7 +61,7 @@ def shift_batch(X: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     The shifts are drawn from ``generator`` (on the CPU); the result is a new tensor.
     """
     B, C, H, W = X.shape
-    shifts = torch.randint(0, 3, (B, 2), generator=generator).to(X.device)  # into the padding
+    shifts = torch.randint(0, 3, (B, 2), generator=generator, device="cpu").to(X.device)
     padded = torch.nn.functional.pad(X, (1, 1, 1, 1))  # (B, C, H + 2, W + 2), zeros around
     dev = X.device
     rows = (torch.arange(H, device=dev).unsqueeze(0) + shifts[:, :1]).view(B, 1, H, 1)

@@ -43,6 +43,27 @@ VAL_STREAM = 2**32 - 1  # the SeedSequence "epoch" that draws the validation spl
 EVAL_BATCH = 10000  # test images per forward pass when evaluating
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``--device``: auto (CUDA when there is a GPU, else the CPU), cpu, cuda or mps; with
+    several processes on a machine each CUDA process takes its local GPU."""
+    if name not in DEVICES:
+        raise ConfigError(f"--device {name} is not allowed; choose one of {', '.join(DEVICES)}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: this machine has no CUDA GPU that torch can use "
+                              f"(torch {torch.__version__}); use --device cpu or auto")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: Apple's Metal is not available here; use --device cpu "
+                          "or auto")
+    return torch.device(name)
+
+
 def split_validation(train: ImageDataset, n_val: int, seed: int
                      ) -> tuple[ImageDataset, ImageDataset | None]:
     """Hold out ``n_val`` training examples, drawn from ``seed``; returns (train, val or None)."""
@@ -64,12 +85,15 @@ class Session:
     """
 
     def __init__(self, config: TrainConfig, train: ImageDataset, test: ImageDataset,
-                 eval_batch_size: int = EVAL_BATCH, group: Group | None = None) -> None:
+                 eval_batch_size: int = EVAL_BATCH, group: Group | None = None,
+                 device: torch.device | str | None = None) -> None:
         if group is not None and config.augment:
             raise ConfigError("distributed training does not take --augment; run augmentation "
                               "in one process")
         self.config, self.group = config, group
         self.loss: Loss = get_loss(config.loss)
+        if device is not None:  # the data lives on the device; batches are gathered there
+            train, test = train.to(device), test.to(device)
         self.train, self.val = split_validation(train, config.val_split, config.seed)
         self.test = test
         self.eval_batch_size = eval_batch_size

@@ -28,6 +28,7 @@ from ..config import (
 )
 from ..distributed import DEFAULT_TIMEOUT, Group
 from ..errors import ConfigError, DistributedError, SoftmaxlabError, TrainingDiverged
+from ..runner import DEVICES, resolve_device
 from .common import (
     UsageError,
     add_data_args,
@@ -42,7 +43,7 @@ from .common import (
 
 # every flag of `train` that is not a training option (those are TrainConfig's fields)
 OTHER_FLAGS = ("recipe", "threads", "out", "force", "resume", "no_report", "data_dir", "mirror",
-               "offline", "no_progress", "debug", "nproc", "dist_timeout")
+               "offline", "no_progress", "debug", "nproc", "dist_timeout", "device")
 
 
 def _flag_type(f: Field):
@@ -99,7 +100,10 @@ def register(sub) -> None:
     t.add_argument("--threads", type=positive_int, default=None,
                    help=f"CPU threads for torch (default: the cores available, here "
                         f"{default_threads()})")
-    d = p.add_argument_group("processes")
+    d = p.add_argument_group("processes and devices")
+    d.add_argument("--device", choices=DEVICES, default="auto",
+                   help="where to train: auto is a CUDA GPU when torch has one, else the CPU; "
+                        "the data is moved there once (default: auto)")
     d.add_argument("--nproc", type=positive_int, default=1,
                    help="train data-parallel in N processes on this machine, started through "
                         "torch's launcher (torchrun); under torchrun itself the job's ranks are "
@@ -187,15 +191,18 @@ def _epoch_line(row: dict, total: int) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.nproc > 1 and not distributed.requested():
         return _launch(args)
-    group = distributed.init(args.dist_timeout) if distributed.requested() else None
+    device = resolve_device(args.device, int(os.environ.get("LOCAL_RANK", "0")))
+    group = None
+    if distributed.requested():
+        group = distributed.init(args.dist_timeout, use_cuda=device.type == "cuda")
     try:
         with contextlib.ExitStack() as stack:
-            return _run(args, group, stack)
+            return _run(args, group, device, stack)
     finally:
         distributed.close()
 
 
-def _run(args, group: Group | None, stack: contextlib.ExitStack) -> int:
+def _run(args, group: Group | None, device, stack: contextlib.ExitStack) -> int:
     """The run's config and folder (rank 0 decides and tells the others), then train."""
     if args.resume:
         if args.out or args.force:
@@ -208,10 +215,11 @@ def _run(args, group: Group | None, stack: contextlib.ExitStack) -> int:
 
         run_cfg = _on_main(group, open_run)
         config = _resume_config(args, run_cfg)
-        return _train(args, config, out, args.data_dir or run_cfg.get("data_dir"), group, stack)
+        return _train(args, config, out, args.data_dir or run_cfg.get("data_dir"), group, device,
+                      stack)
     config = _new_config(args)  # every option is checked before anything is written
     out = Path(_on_main(group, lambda: str(_new_out(args, config.impl))))
-    return _train(args, config, out, args.data_dir, group, stack)
+    return _train(args, config, out, args.data_dir, group, device, stack)
 
 
 def _on_main(group: Group | None, work):
@@ -234,7 +242,7 @@ def _on_main(group: Group | None, work):
 
 
 def _train(args, config: TrainConfig, out: Path, data_dir: str | None, group: Group | None,
-           stack: contextlib.ExitStack) -> int:
+           device, stack: contextlib.ExitStack) -> int:
     from .. import checkpoint
     from ..runner import Session
 
@@ -243,7 +251,7 @@ def _train(args, config: TrainConfig, out: Path, data_dir: str | None, group: Gr
     threads = set_threads(args.threads, 1 if group is None else group.local_world_size, say)
     t_start = time.perf_counter()
     train, test = load_data(args, config.dataset, data_dir)
-    session = Session(config, train, test, group=group)
+    session = Session(config, train, test, group=group, device=device)
     if args.resume:
         history = _on_main(group, lambda: checkpoint.restore_session(out, session))
         if group is not None:

@@ -75,6 +75,14 @@ class ImageDataset:
         """H * W: the length of a flattened image."""
         return self.image_shape[0] * self.image_shape[1]
 
+    def to(self, device: torch.device | str) -> ImageDataset:
+        """The same split with its tensors on ``device`` (itself if they are there already)."""
+        device = torch.device(device)
+        if self.images.device == device:
+            return self
+        return ImageDataset(self.images.to(device), self.labels.to(device), self.class_names,
+                            self.name)
+
     def subset(self, index: torch.Tensor | slice) -> ImageDataset:
         """The examples at ``index`` (a slice shares memory)."""
         return ImageDataset(self.images[index], self.labels[index], self.class_names, self.name)
@@ -147,7 +155,7 @@ def epoch_permutation(n: int, seed: int, epoch: int,
             raise ConfigError(f"{what}={value} is not allowed; it must be >= 0")
     state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
     g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-    return torch.randperm(n, generator=g).to(device)
+    return torch.randperm(n, generator=g, device="cpu").to(device or "cpu")
 
 
 def resize_images(x: torch.Tensor, size: Size) -> torch.Tensor:
