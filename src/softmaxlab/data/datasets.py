@@ -189,10 +189,10 @@ class BatchLoader:
 def _read_array(path: Path, spec: DatasetSpec, ndim: int, verify_md5: bool) -> np.ndarray:
     """One found file of ``spec``: parsed, checked (ndim, uint8, md5) and returned."""
     try:
-        content = read_bytes(path)
-    except OSError as e:
-        raise os_fault(path, e, "read", "check the file and its permissions") from None
-    try:
+        try:
+            content = read_bytes(path)
+        except OSError as e:
+            raise os_fault(path, e, "read", "check the file and its permissions") from None
         arr = parse_idx(content, str(path))
         if arr.ndim != ndim:
             raise IDXError(f"{path}: expected {ndim} dimensions, the header says {arr.ndim} "
