@@ -78,7 +78,10 @@ def model_tensors(session_model, standardizer: Standardizer | None) -> dict[str,
     return tensors
 
 
-def write_config(run_dir: Path, session: Session, data_dir: str | None = None) -> None:
+def write_config(run_dir: Path, session: Session, data_dir: str | None = None,
+                 data_record: dict | None = None) -> None:
+    """config.json; ``data_record``: what your own data was read from and how
+    (``softmaxlab.data.load_data_spec``), for evaluate, --resume and predict to do the same."""
     ds = session.train
     write_json(run_dir / "config.json", {
         "format": FORMAT,
@@ -92,6 +95,7 @@ def write_config(run_dir: Path, session: Session, data_dir: str | None = None) -
         # absolute, so `evaluate` / `--resume` find the data from any working folder
         "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
         "world_size": 1 if session.group is None else session.group.world_size,
+        **({"data": data_record} if data_record is not None else {}),
     }, durable=True)
 
 
@@ -252,10 +256,13 @@ def restore_session(run_dir: str | os.PathLike, session: Session) -> list[dict]:
 
 @dataclass
 class TrainedModel(SoftmaxModel):
-    """The model of a run folder: a ``SoftmaxModel`` with the run's config and folder."""
+    """The model of a run folder: a ``SoftmaxModel`` with the run's config and folder, and how
+    its training images were made from image files (``preprocessing``: invert, trim, size, for
+    your own image data; None otherwise), which ``predict`` does to photos too."""
 
     config: TrainConfig | None = None
     run_dir: Path | None = None
+    preprocessing: dict | None = None
 
 
 def load_trained(run_dir: str | os.PathLike) -> TrainedModel:
@@ -276,5 +283,10 @@ def load_trained(run_dir: str | os.PathLike) -> TrainedModel:
             raise RunFolderError(f"{path}: standardize.std has values <= 0; the run folder is "
                                  "damaged")
         std = Standardizer(mean, spread)
+    preprocessing = cfg.get("data", {}).get("image_preprocessing")
+    if preprocessing is not None and not isinstance(preprocessing, dict):
+        raise RunFolderError(f"{run_dir / 'config.json'}: data.image_preprocessing is not an "
+                             "object; the run folder is damaged")
     return TrainedModel(W, b, std, tuple(ds["class_names"]), shape,
-                        config=TrainConfig.from_dict(cfg["config"]), run_dir=run_dir)
+                        config=TrainConfig.from_dict(cfg["config"]), run_dir=run_dir,
+                        preprocessing=preprocessing)

@@ -18,6 +18,12 @@ from .errors import ConfigError
 from .functional import LOSSES, get_loss
 from .models import IMPLS
 
+DATASET_HELP = ("a named dataset (" + ", ".join(SPECS) + ") or your own data: KIND:PATH with "
+                "KIND one of idx (a folder of the four IDX files), csv (label,pixel1,...), folder "
+                "(one sub-folder of images per class; train/ and test/ inside, or a held-out "
+                "split), npz (x_train, y_train, x_test, y_test), npy (a folder of those .npy "
+                "files), parquet (Hugging Face's image and label columns); a path alone is "
+                "recognised by its extension or contents")
 OPTIMIZERS = ("sgd", "lbfgs")
 SCHEDULES = ("constant", "cosine", "step")
 MAX_SEED = 2**63 - 1  # torch's and numpy's generators take seeds up to here
@@ -57,7 +63,7 @@ class TrainConfig:
                                                      for name, loss in LOSSES.items()))
     seed: int = option(0, "seed of the initial weights, the shuffles and the validation split",
                        low=0, high=MAX_SEED)
-    dataset: str = option("fashion-mnist", "which dataset", choices=tuple(SPECS), group="data")
+    dataset: str = option("fashion-mnist", DATASET_HELP, group="data")
     optimizer: str = option(
         "sgd", "sgd: minibatch SGD; lbfgs: full-batch L-BFGS, one history row per outer step",
         choices=OPTIMIZERS)

@@ -127,6 +127,8 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
                           f"{len(names)} names")
     if cfg.get("data_dir") is not None:
         _field(cfg, "data_dir", str, path)
+    if "data" in cfg:  # your own data's record (checked in full when it is read again)
+        _field(_field(cfg, "data", dict, path), "sources", dict, path, "data.")
     return {**cfg, "config": config.to_dict()}
 
 

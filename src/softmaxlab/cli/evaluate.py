@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 def add_run_data_args(p: argparse.ArgumentParser) -> None:
     """The data options of a command that works on a run folder (the dataset is the run's)."""
-    add_data_args(p, dataset=False)
+    add_data_args(p, dataset=False, own_data=False)
     p.epilog = ("The dataset is the run's. Without --data-dir, the folder the run was trained "
                 "from (data_dir in its config.json) is used if it was given, else the usual "
                 "lookup.")
@@ -35,7 +35,7 @@ def load_run_test(args, run_dir: Path):
     from ..checkpoint import read_run_config
 
     cfg = read_run_config(run_dir)
-    _, test = load_data(args, cfg["config"]["dataset"], cfg.get("data_dir"))
+    _, test, _ = load_data(args, cfg["config"]["dataset"], cfg.get("data_dir"), cfg.get("data"))
     return test
 
 

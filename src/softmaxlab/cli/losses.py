@@ -89,7 +89,7 @@ def run_compare(args: argparse.Namespace) -> int:
     threads = set_threads(None)
     configs = loss_configs(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                            dataset=args.dataset or "fashion-mnist")
-    train, test = load_data(args)
+    train, test, _ = load_data(args)
     print(f"comparing losses {', '.join(c.loss for c in configs)} on {configs[0].dataset} "
           f"({len(train)} train / {len(test)} test images, {threads} threads, seed {args.seed}) "
           f"-> {out}")

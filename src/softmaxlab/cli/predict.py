@@ -32,13 +32,14 @@ def register(sub) -> None:
                    help="print one JSON list with an object per file, {\"file\", \"top\": "
                         "[{\"index\", \"label\", \"probability\"}, ...]} or {\"file\", "
                         "\"error\"}, and nothing else (default: aligned text)")
-    p.add_argument("--invert", choices=["auto", "always", "never"], default="auto",
+    p.add_argument("--invert", choices=["auto", "always", "never"], default=None,
                    help="make the object light on black: auto inverts when the image's border is "
                         "mostly light (a product on a white background); always; never, for an "
-                        "image that already is light on dark (default: auto)")
+                        "image that already is light on dark (default: what the run's own image "
+                        "files went through, else auto)")
     p.add_argument("--no-trim", action="store_true",
                    help="scale the whole image instead of cropping it to the object first "
-                        "(default: trim)")
+                        "(default: what the run's own image files went through, else trim)")
     p.add_argument("--save-inputs", metavar="OUT_DIR", default=None,
                    help="also write the images the model saw into OUT_DIR (created if needed) as "
                         "PNGs named after the input files (default: not written)")
@@ -67,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k > num_classes:
         raise UsageError(f"--top-k {args.top_k} is more than the model's {num_classes} classes; "
                          f"give 1 to {num_classes}")
-    predictions = predict_files(model, args.files, top_k=args.top_k, invert=args.invert,
-                                trim=not args.no_trim)
+    made = model.preprocessing or {}  # how the run's training images were made from files
+    predictions = predict_files(model, args.files, top_k=args.top_k,
+                                invert=args.invert or made.get("invert", "auto"),
+                                trim=not args.no_trim and made.get("trim", True))
     written = save_inputs(predictions, args.save_inputs) if args.save_inputs else []
     failed = [p for p in predictions if not p.ok]
 

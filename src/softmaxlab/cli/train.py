@@ -30,10 +30,12 @@ from ..distributed import DEFAULT_TIMEOUT, Group
 from ..errors import ConfigError, DistributedError, SoftmaxlabError, TrainingDiverged
 from ..runner import DEVICES, resolve_device
 from .common import (
+    OWN_DATA_FLAGS,
     UsageError,
     add_data_args,
     default_threads,
     load_data,
+    own_data_given,
     positive_float,
     positive_int,
     set_threads,
@@ -43,7 +45,8 @@ from .common import (
 
 # every flag of `train` that is not a training option (those are TrainConfig's fields)
 OTHER_FLAGS = ("recipe", "threads", "out", "force", "resume", "no_report", "data_dir", "mirror",
-               "offline", "no_progress", "debug", "nproc", "dist_timeout", "device")
+               "offline", "no_progress", "debug", "nproc", "dist_timeout", "device",
+               *OWN_DATA_FLAGS)
 
 
 def _flag_type(f: Field):
@@ -213,10 +216,14 @@ def _run(args, group: Group | None, device, stack: contextlib.ExitStack) -> int:
             stack.enter_context(runfolder.lock(runfolder.check_folder(out)))
             return runfolder.read_run_config(out)
 
+        given = own_data_given(args)
+        if given:
+            raise UsageError(f"{', '.join(given)} cannot be combined with --resume (the run "
+                             "keeps its data)")
         run_cfg = _on_main(group, open_run)
         config = _resume_config(args, run_cfg)
         return _train(args, config, out, args.data_dir or run_cfg.get("data_dir"), group, device,
-                      stack)
+                      stack, run_cfg.get("data"))
     config = _new_config(args)  # every option is checked before anything is written
     out = Path(_on_main(group, lambda: str(_new_out(args, config.impl))))
     return _train(args, config, out, args.data_dir, group, device, stack)
@@ -242,7 +249,7 @@ def _on_main(group: Group | None, work):
 
 
 def _train(args, config: TrainConfig, out: Path, data_dir: str | None, group: Group | None,
-           device, stack: contextlib.ExitStack) -> int:
+           device, stack: contextlib.ExitStack, run_record: dict | None = None) -> int:
     from .. import checkpoint
     from ..runner import Session
 
@@ -250,7 +257,8 @@ def _train(args, config: TrainConfig, out: Path, data_dir: str | None, group: Gr
     say = print if main else _quiet
     threads = set_threads(args.threads, 1 if group is None else group.local_world_size, say)
     t_start = time.perf_counter()
-    train, test = load_data(args, config.dataset, data_dir)
+    record = run_record if args.resume else None
+    train, test, record = load_data(args, config.dataset, data_dir, record)
     session = Session(config, train, test, group=group, device=device)
     if args.resume:
         history = _on_main(group, lambda: checkpoint.restore_session(out, session))
@@ -269,7 +277,10 @@ def _train(args, config: TrainConfig, out: Path, data_dir: str | None, group: Gr
 
         history = _on_main(group, new_run)
     if main:
-        checkpoint.write_config(out, session, data_dir)
+        checkpoint.write_config(out, session, data_dir, record)
+        if record and record.get("n_skipped"):
+            print(f"note: {record['n_skipped']} image(s) could not be decoded and were skipped "
+                  "(listed in config.json; --strict makes this an error)", file=sys.stderr)
     each = "" if group is None else f" each, {group.world_size} processes"
     say(f"training {config.impl} softmax regression on {config.dataset} "
         f"({len(session.train)} train / {len(test)} test images, {threads} "
