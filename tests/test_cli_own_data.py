@@ -60,7 +60,7 @@ KINDS = ["idx", "csv", "npz", "npy", "parquet", "folder"]
 def test_train_evaluate_resume_report_show_on_own_data(kind, tmp_path, capsys):
     spec, extra = make(kind, tmp_path)
     run = tmp_path / "run"
-    code, out, err = cli(capsys, "train", "--dataset", spec, *extra, "--epochs", "2",
+    code, _, err = cli(capsys, "train", "--dataset", spec, *extra, "--epochs", "2",
                          "--batch-size", "64", "--out", str(run))
     assert code == 0, err
     config = json.loads((run / "config.json").read_text())
