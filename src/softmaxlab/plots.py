@@ -125,6 +125,36 @@ def plot_predictions(images, true_labels: Sequence[str], pred_labels: Sequence[s
     return plot_image_grid(images, titles, num_cols=num_cols, colors=colors)
 
 
+def plot_weights(W, class_names: Sequence[str], image_shape: tuple[int, int],
+                 num_cols: int = 5, scale: float = 1.6, title: str | None = None):
+    """What a softmax regression learned: each class's weight vector as an image; the Figure.
+
+    W (D, C) with D = H * W pixels: column c is reshaped to ``image_shape`` and drawn with a
+    diverging colour map centred on 0 (red: a bright pixel there raises class c's score, blue:
+    lowers it), one scale for all classes (+-the largest |weight|) and one colour bar.
+    """
+    W = np.asarray(W.detach().cpu() if isinstance(W, torch.Tensor) else W, dtype=np.float64)
+    H, Wd = image_shape
+    C = W.shape[1]
+    cols = max(1, min(num_cols, C))
+    rows = -(-C // cols)
+    limit = float(np.abs(W).max()) or 1.0
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * scale + 1.2, rows * (scale + 0.3)),
+                             squeeze=False, layout="constrained")
+    for c, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if c >= C:
+            continue
+        im = ax.imshow(W[:, c].reshape(H, Wd), cmap="RdBu_r", vmin=-limit, vmax=limit,
+                       interpolation="nearest")
+        ax.set_title(str(class_names[c]) if c < len(class_names) else str(c), fontsize=9)
+    cbar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9, aspect=25)
+    cbar.set_label("weight", fontsize=8)
+    fig.suptitle(title or "red: a bright pixel there raises the class's score; blue: lowers it",
+                 fontsize=9)
+    return fig
+
+
 # ---------------------------------------------------------------------------- evaluation figures
 
 
