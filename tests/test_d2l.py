@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from softmaxlab import d2l
+from softmaxlab.d2l import ch3 as d2l_ch3
 from softmaxlab.data import DataNotFoundError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chapter3_softmax_regression.py"
@@ -100,6 +101,7 @@ def notebook(monkeypatch: pytest.MonkeyPatch) -> list:
     ipython = types.ModuleType("IPython")
     ipython.get_ipython = lambda: shell
     ipython.display = display
+    ipython.version_info = (9, 0)  # matplotlib reads it when it makes its first canvas
     backend_inline = types.ModuleType("matplotlib_inline.backend_inline")
     backend_inline.set_matplotlib_formats = lambda *fmts: calls.append(("formats", fmts))
     inline = types.ModuleType("matplotlib_inline")
@@ -195,7 +197,7 @@ def test_accumulator_sums_and_resets():
 
 def test_timer_records_each_run(monkeypatch):
     clock = iter([10.0, 12.0, 12.5, 14.0])
-    monkeypatch.setattr(d2l, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    monkeypatch.setattr(d2l_ch3, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
     timer = d2l.Timer()  # starts at 10
     assert timer.stop() == 2.0
     timer.start()

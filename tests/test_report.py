@@ -18,13 +18,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import softmaxlab.data
 from conftest import make_dataset
+from softmaxlab import checkpoint
 from softmaxlab.cli import main
 from softmaxlab.report import CSP, REPORT_FILE, write_report
+from softmaxlab.runner import Session, TrainConfig
 from test_evaluate import CLASSES, make_run, tiny_data
 
 CHROMIUM = "/usr/bin/chromium"
@@ -67,7 +71,8 @@ def test_report_is_self_contained(report_run):
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:|//|file:)", text, re.IGNORECASE)
     assert "url(" not in text  # no CSS resources either
     sources = IMG_SRC.findall(text)
-    assert len(sources) == 4  # curves, reliability, samples, mistakes (the confusion: a table)
+    # curves, reliability, samples, weights, mistakes (the confusion: a table)
+    assert len(sources) == 5
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
@@ -104,6 +109,63 @@ def test_report_shows_config_metrics_and_classes(report_run):
         assert f"<td>{name}</td>" in text
     assert "<td>batch_size</td><td>32</td>" in text
     assert "Note:" not in text
+
+
+def weights_image(text: str) -> Image.Image:
+    """The report's picture of the weights, decoded."""
+    section = text[text.index("<h2>What the model learned</h2>"):]
+    src = IMG_SRC.search(section).group(1)
+    return Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB")
+
+
+def test_report_shows_the_weights_of_each_class(report_run):
+    text = (report_run / REPORT_FILE).read_text(encoding="utf-8")
+    assert text.index("Sample predictions") < text.index("What the model learned") < \
+        text.index("Most confident mistakes")
+    assert "centred on 0" in text and "per raw pixel" not in text
+    pixels = np.asarray(weights_image(text)).reshape(-1, 3).astype(int)
+    red = ((pixels[:, 0] > 150) & (pixels[:, 2] < 100)).sum()
+    blue = ((pixels[:, 2] > 150) & (pixels[:, 0] < 100)).sum()
+    assert red > 100 and blue > 100  # a diverging map: weights of both signs are drawn
+
+
+def test_report_weights_of_a_standardised_run_are_per_raw_pixel(tmp_path):
+    from softmaxlab.checkpoint import load_trained
+    from softmaxlab.report import pixel_weights
+
+    train, test = tiny_data()
+    session = Session(TrainConfig(epochs=1, batch_size=32, lr=0.5, standardize=True), train, test)
+    run = tmp_path / "std"
+    run.mkdir()
+    checkpoint.write_config(run, session)
+    checkpoint.save_checkpoint(run, session, session.fit())
+    model = load_trained(run)
+    std = model.standardizer.std.reshape(-1, 1)
+    torch.testing.assert_close(pixel_weights(model), model.W / std)
+    # the score of a raw image x is x @ pixel_weights + a constant per class
+    X = torch.rand(5, 1, 8, 8)
+    shift = model.logits(X) - X.reshape(5, -1) @ pixel_weights(model)
+    torch.testing.assert_close(shift, shift[:1].expand(5, -1), atol=1e-4, rtol=0)
+    text = write_report(run, test).read_text(encoding="utf-8")
+    assert "per raw pixel" in text
+
+
+def test_show_weights_draws_the_runs_weights(report_run, tmp_path, capsys):
+    out = tmp_path / "w.png"
+    assert main(["show", "--weights", str(report_run), "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.width > im.height  # 4 classes side by side
+    text = (report_run / REPORT_FILE).read_text(encoding="utf-8")
+    pixels = np.asarray(Image.open(out).convert("RGB")).reshape(-1, 3).astype(int)
+    red = ((pixels[:, 0] > 150) & (pixels[:, 2] < 100)).sum()
+    assert red > 100 and "What the model learned" in text
+
+
+def test_show_weights_of_a_folder_that_is_no_run(tmp_path, capsys):
+    assert main(["show", "--weights", str(tmp_path)]) == 2
+    assert "softmaxlab show: error:" in capsys.readouterr().err
+    assert not (tmp_path / "weights.png").exists()
 
 
 def test_report_escapes_every_text(tmp_path):
@@ -189,7 +251,7 @@ def test_report_renders_in_headless_chromium(report_run, tmp_path):
     found = re.search(r'<pre id="imgcheck">(.*?)</pre>', dom, re.DOTALL)
     assert found, f"the check script did not run; chromium printed: {dom[:500]}"
     images = json.loads(html.unescape(found.group(1)))
-    assert len(images) == 4  # curves, reliability, samples, mistakes
+    assert len(images) == 5  # curves, reliability, samples, weights, mistakes
     for alt, complete, width in images:
         assert complete and width > 0, f"image {alt!r} did not load"
     # 2. the report itself (CSP on, no script) draws a page: many colours, not all white

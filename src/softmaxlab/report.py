@@ -2,7 +2,8 @@
 
 The page holds the configuration, the training curves and history, the final metrics (from the
 history and from ``softmaxlab.evaluation``), the confusion matrix, the per-class accuracy, the
-calibration, sample predictions and the most confident mistakes. Every picture is a PNG embedded
+calibration, sample predictions, what the model learned (its weights as images) and the most
+confident mistakes. Every picture is a PNG embedded
 as a ``data:`` URI and the CSS is inline; a Content-Security-Policy forbids anything else, so the
 page loads nothing and runs nothing. Every text inserted is escaped with ``html.escape``.
 """
@@ -22,6 +23,7 @@ from .config import TrainConfig
 from .data import ImageDataset, text_labels
 from .evaluation import Evaluation, evaluate, evaluation_figures
 from .fsutil import write_text
+from .models import SoftmaxModel
 from .outputs import N_PREDICTIONS
 
 REPORT_FILE = "report.html"
@@ -258,6 +260,34 @@ def _samples_section(ev: Evaluation, png: bytes | None = None) -> str:
     )
 
 
+def pixel_weights(model: SoftmaxModel):
+    """The model's weights per raw pixel, (D, C): what a bright pixel adds to each class's score.
+
+    That is W, or W / std (per pixel) for a model that standardises its inputs: the score of an
+    image x (pixels in [0, 1]) is then x @ (W / std) plus a constant per class.
+    """
+    W = model.W.detach().cpu().float()
+    if model.standardizer is not None:
+        W = W / model.standardizer.std.detach().cpu().float().reshape(-1, 1)
+    return W
+
+
+def _weights_section(model: SoftmaxModel) -> str:
+    from .plots import plot_weights
+
+    names = model.class_names or tuple(str(c) for c in range(model.W.shape[1]))
+    fig = plot_weights(pixel_weights(model), names, model.image_shape)
+    scale = " per raw pixel (the weights divided by the pixel's std)" if model.standardizer \
+        else ""
+    return _section(
+        "What the model learned",
+        _figure(fig, "the weights of each class as images"),
+        _caption(f"each class's weight vector{scale} drawn as an image: a bright pixel where it "
+                 "is red raises that class's score, where it is blue lowers it; one colour "
+                 "scale for all classes, centred on 0."),
+    )
+
+
 def _mistakes_section(figures: dict) -> str:
     if figures["mistakes"] is None:
         return _section("Most confident mistakes", "<p>No test image is misclassified.</p>")
@@ -270,11 +300,14 @@ def _mistakes_section(figures: dict) -> str:
 
 
 def render_report(run_cfg: dict, history: list[dict], ev: Evaluation, title: str,
-                  pictures: dict[str, bytes] | None = None) -> str:
+                  pictures: dict[str, bytes] | None = None,
+                  model: SoftmaxModel | None = None) -> str:
     """The report's HTML text for a run: its config.json ``run_cfg``, history and evaluation.
 
     ``pictures``: PNG bytes already drawn for the run (``curves``, ``predictions``: the run
-    folder's curves.png / predictions.png) to embed instead of drawing them again.
+    folder's curves.png / predictions.png) to embed instead of drawing them again. ``model``:
+    the trained model, for the picture of its weights (left out without it, or when its inputs
+    are not images).
     """
     pictures = pictures or {}
     config, dataset = dict(run_cfg.get("config", {})), run_cfg.get("dataset", {})
@@ -299,6 +332,7 @@ def render_report(run_cfg: dict, history: list[dict], ev: Evaluation, title: str
         _test_section(ev),
         _calibration_section(ev, figures),
         _samples_section(ev, pictures.get("predictions")),
+        _weights_section(model) if model is not None and model.image_shape else "",
         _mistakes_section(figures),
         f"<footer>{escape(footer)}</footer>",
         "</main></body></html>",
@@ -311,9 +345,11 @@ def write_report(run_dir: str | os.PathLike, test: ImageDataset) -> Path:
     run_dir = Path(run_dir)
     run_cfg = read_run_config(run_dir)
     history = read_history(run_dir)
-    ev = evaluate(load_trained(run_dir), test)
+    model = load_trained(run_dir)
+    ev = evaluate(model, test)
     title = f"softmaxlab run {run_dir.resolve().name}"
     # the run's own pictures, drawn by `train` from the same history and test images
     pictures = {name: (run_dir / f"{name}.png").read_bytes() for name in ("curves", "predictions")
                 if (run_dir / f"{name}.png").is_file()}
-    return write_text(run_dir / REPORT_FILE, render_report(run_cfg, history, ev, title, pictures))
+    return write_text(run_dir / REPORT_FILE,
+                      render_report(run_cfg, history, ev, title, pictures, model))
