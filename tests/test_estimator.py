@@ -40,7 +40,15 @@ def digits():
 # Some checks fit unscaled iris with the default max_iter=100, which legitimately needs more
 # iterations; the warning is the estimator working as documented, not a failure.
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks([SoftmaxRegression()])
+@parametrize_with_checks(
+    [SoftmaxRegression(), SoftmaxRegression(solver="sgd")],
+    expected_failed_checks=lambda est: {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "sgd draws each epoch's examples in proportion to their weights: weights equal "
+            "repetitions in expectation, not run by run"
+        )
+    } if est.solver == "sgd" else {},
+)
 def test_sklearn_check_estimator(estimator, check):
     # Two checks may be reported as skipped by scikit-learn itself, depending on the environment:
     # check_classifier_data_not_an_array needs pandas, check_array_api_input needs the
@@ -256,10 +264,15 @@ def test_not_fitted_error():
     "params, match",
     [
         ({"alpha": -1.0}, r"'alpha' parameter .* range \[0.0, inf\)\. Got -1.0 instead"),
-        ({"max_iter": 0}, r"'max_iter' parameter .* range \[1, inf\)\. Got 0 instead"),
+        ({"max_iter": 0}, r"'max_iter' parameter .* range \[1, inf\) or None\. Got 0 instead"),
         ({"tol": -1e-3}, r"'tol' parameter .* range \[0.0, inf\)\. Got -0.001 instead"),
-        ({"lr": 0.0}, r"'lr' parameter .* range \(0.0, inf\)\. Got 0.0 instead"),
-        ({"batch_size": 0}, r"'batch_size' parameter .* range \[1, inf\)\. Got 0 instead"),
+        ({"lr": 0.0}, r"'lr' parameter .* range \(0.0, inf\) or None\. Got 0.0 instead"),
+        ({"batch_size": 0}, r"'batch_size' parameter .* range \[1, inf\) or None\. Got 0 "),
+        ({"solver": "newton"}, r"'solver' parameter .* str among \{.*'lbfgs'.*\}\. Got 'newton'"),
+        ({"class_weight": "even"}, r"'class_weight' parameter .* Got 'even' instead"),
+        ({"validation_fraction": 1.0}, r"'validation_fraction' parameter .* range \(0.0, 1.0\)"),
+        ({"n_iter_no_change": 0}, r"'n_iter_no_change' parameter .* range \[1, inf\)"),
+        ({"dtype": "float16"}, r"'dtype' parameter .* Got 'float16' instead"),
     ],
 )
 def test_bad_params_raise_value_error(params, match):
