@@ -285,6 +285,18 @@ def test_sgd_is_the_fast_recipe_scaled_to_the_data(monkeypatch, n):
     assert not torch.equal(orders[0], orders[1])
 
 
+def test_the_documented_defaults_are_the_recipes():
+    doc = " ".join(SoftmaxRegression.__doc__.split())
+    assert f"None: {FAST['lr']:g} for ``\"sgd\"`` (the recipe's" in doc
+    assert f"the recipe's {FAST['batch_size']} scaled by ``n_samples / " \
+           f"{est._RECIPE_EXAMPLES}``" in doc
+    assert f"(None: the recipe's {FAST['epochs']}," in doc
+    module = " ".join(est.__doc__.split())
+    assert f"momentum {FAST['momentum']:g} on a {FAST['lr_schedule']} learning-rate schedule from " \
+           f"{FAST['lr']:g}" in module
+    assert f"The recipe's {FAST['epochs']} epochs of batch {FAST['batch_size']}" in module
+
+
 def test_sgd_options_override_the_recipe(monkeypatch, digits):
     X_tr, _, y_tr, _ = digits
     rec = Recorder(monkeypatch)

@@ -20,10 +20,11 @@ by ``C * sum_i s_i`` shows that ``alpha = 1 / (C * sum_i s_i)`` gives the same m
 
 The solvers
 -----------
-- ``"lbfgs"``: the exact minimiser: full-batch L-BFGS (torch's, strong-Wolfe line search) on
-  :func:`softmaxlab.models.objective`, the core's full-batch objective and gradient. It stops when
-  the largest absolute entry of the gradient is <= ``tol``, or when the objective changes by
-  less than 64 float64 epsilons (scikit-learn's tests; in float32: when it no longer changes).
+- ``"lbfgs"``: the exact minimiser: full-batch L-BFGS (scipy's L-BFGS-B with scikit-learn's
+  options, as ``LogisticRegression`` runs it) on :func:`softmaxlab.models.objective`, the core's
+  full-batch objective and gradient. It stops when the largest absolute entry of the gradient is
+  <= ``tol``, or when the objective changes by less than 64 float64 epsilons (scikit-learn's
+  tests; in float32: when it no longer changes).
 - ``"sgd"``: ``softmaxlab train --recipe fast`` on the data given: minibatch SGD with momentum
   0.9 on a cosine learning-rate schedule from 0.08, on standardised features, run by
   :class:`softmaxlab.fast.FastSGD` (the tuned epoch). The recipe's 5 epochs of batch 1024 were
@@ -38,8 +39,12 @@ The solvers
   is on, else ``"lbfgs"``. On large data the 5-epoch recipe reaches L-BFGS's accuracy in a small
   fraction of its time; on small data L-BFGS is exact and takes milliseconds.
 
-``partial_fit`` runs one epoch of plain minibatch SGD (no momentum, constant ``lr``, the raw
-features) on ``FastSGD``, from the current weights.
+``partial_fit`` runs one epoch of plain minibatch SGD (no momentum, constant ``lr``, the
+features as given; uint8 images as x / 255) on ``FastSGD``, from the current weights.
+
+Small problems (fewer than 2**23 multiply-adds in one product ``X @ W``) are fitted and predicted
+on one torch thread, as scikit-learn does them: splitting such small kernels across threads
+costs more than it saves (``_threads_for``).
 
 Precision: ``lbfgs`` and ``partial_fit`` compute in float64 when ``X`` is float64 and in float32
 otherwise; ``sgd`` computes in float32 (its minibatch noise is far above float32's rounding, and
@@ -87,6 +92,7 @@ _INSTALL_HINT = (
 )
 
 try:
+    import scipy.optimize
     from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedShuffleSplit
@@ -114,16 +120,15 @@ __all__ = ["SoftmaxRegression"]
 
 _LOG = logging.getLogger(__name__)
 
-# L-BFGS also stops when the objective changes by less than this between iterations: scikit-learn's
-# lbfgs gives scipy ``ftol=64 * eps`` of float64 (our objective is a mean, so it is O(1) and the
-# absolute change is the relative one). The same in float32, where it means "no change at all":
-# float32 then follows float64's iterations until its own rounding stops it.
+# L-BFGS also stops when the objective changes by less than this between iterations, relative to
+# max(|objective|, 1): scikit-learn's lbfgs passes scipy ``ftol=64 * eps`` of float64. The same in
+# float32, where it means "no change at all": float32 then follows float64's steps until its own
+# rounding stops it.
 _FTOL = 64 * np.finfo(np.float64).eps
 # Memory of L-BFGS (pairs of past steps kept); scipy's and hence scikit-learn's default.
 _LBFGS_HISTORY = 10
-# torch's strong-Wolfe line search takes at most 25 evaluations per iteration; give L-BFGS that
-# budget so that only ``max_iter`` limits the number of iterations.
-_EVALS_PER_ITER = 25
+# Evaluations a line search may take; scikit-learn's value.
+_LBFGS_MAX_LINE_SEARCH = 50
 # max_iter=None: L-BFGS's iteration budget, scikit-learn's LogisticRegression's default.
 _LBFGS_MAX_ITER = 100
 
@@ -476,48 +481,38 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """Full-batch L-BFGS from ``start`` (or zero): (W (d, k), b (k,), iterations)."""
         Xt = _tensor(X, dtype)
         d = X.shape[1]
-        # W (d, k) and b (k,) as views of one tensor: torch's L-BFGS works per parameter tensor,
-        # and with one it runs half the small operations per step (most of a small fit's time)
-        theta = torch.zeros(d * k + k, dtype=dtype)
-        W, b = theta[:d * k].view(d, k), theta[d * k:]
+        size = d * k  # the parameters, flat: W (d, k) row-major, then b (k,)
+        x0 = np.zeros(size + k)
         if start is not None:
-            W.copy_(start[0])
-            b.copy_(start[1])
-        grad = torch.empty_like(theta)
-        grad_W, grad_b = grad[:d * k].view(d, k), grad[d * k:]
+            x0[:size], x0[size:] = start[0].reshape(-1).numpy(), start[1].numpy()
         sw = None if weight is None else torch.from_numpy(weight / weight.sum()).to(dtype)
         alpha = float(self.alpha)
         max_iter = self.max_iter or _LBFGS_MAX_ITER
-        optimizer = torch.optim.LBFGS(
-            [theta],
-            lr=1.0,
-            max_iter=max_iter,
-            max_eval=max_iter * _EVALS_PER_ITER,
-            tolerance_grad=self.tol,
-            tolerance_change=_FTOL,
-            history_size=_LBFGS_HISTORY,
-            line_search_fn="strong_wolfe",
-        )
         evals = 0
 
-        def closure() -> torch.Tensor:
+        def objective_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
             nonlocal evals
-            loss, dW, db = _loss_and_grad(W, b, Xt, y, alpha, sw)
-            grad_W.copy_(dW)
-            grad_b.copy_(db)
-            theta.grad = grad
+            theta = torch.from_numpy(x).to(dtype)  # (float64: a view of x)
+            loss, dW, db = _loss_and_grad(theta[:size].view(d, k), theta[size:], Xt, y, alpha, sw)
             evals += 1
             if log is not None:
                 log(f"L-BFGS evaluation {evals}: objective {float(loss):.8g}")
-            return loss
+            return float(loss), np.concatenate([dW.reshape(-1).numpy(), db.numpy()],
+                                               dtype=np.float64)
 
-        optimizer.step(closure)
-        n_iter = int(optimizer.state[theta].get("n_iter", 0))
-        _, dW, db = _loss_and_grad(W, b, Xt, y, alpha, sw)
-        grad_max = max(float(dW.abs().max()), float(db.abs().max()))
+        # scipy's L-BFGS-B with scikit-learn's options: the algorithm and the convergence test of
+        # LogisticRegression's lbfgs; its steps are compiled code, so a small problem's time is
+        # the objective's (torch's own L-BFGS spends as long again in Python per step)
+        result = scipy.optimize.minimize(
+            objective_and_gradient, x0, jac=True, method="L-BFGS-B",
+            options={"maxiter": max_iter, "maxls": _LBFGS_MAX_LINE_SEARCH, "gtol": self.tol,
+                     "ftol": _FTOL, "maxcor": _LBFGS_HISTORY},
+        )
+        n_iter = int(result.nit)
+        grad_max = float(np.abs(result.jac).max())  # (at the solution: no extra evaluation)
         if log is not None:
             log(f"L-BFGS: {n_iter} iterations, {evals} evaluations, largest gradient entry "
-                f"{grad_max:.3g} (tol {self.tol:g})")
+                f"{grad_max:.3g} (tol {self.tol:g}): {result.message}")
         # Like scikit-learn, warn when the iteration budget ran out. Stopping earlier without
         # reaching tol means no progress was possible (the loss or step stalled at rounding level).
         if n_iter >= max_iter and grad_max > self.tol:
@@ -528,7 +523,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        return W, b, n_iter
+        theta = torch.from_numpy(result.x).to(dtype)
+        return theta[:size].view(d, k), theta[size:], n_iter
 
     def _fit_sgd(self, X: np.ndarray, y: torch.Tensor, raw_weight: np.ndarray | None,
                  weight: np.ndarray | None, k: int,
