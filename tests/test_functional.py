@@ -229,6 +229,24 @@ def test_cross_entropy_grad_is_softmax_minus_onehot_and_rows_sum_to_zero():
     torch.testing.assert_close(g.sum(1), torch.zeros(o.shape[0], dtype=o.dtype))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cross_entropy_and_grad_in_one_pass_matches_torch(dtype):
+    o, y = class_inputs(dtype)
+    o = torch.cat([o, torch.full_like(o[:1], 1e4)])  # a row that would overflow exp
+    y = torch.cat([y, y[:1]])
+    losses, grad = F.cross_entropy_and_grad(o, y)
+    torch.testing.assert_close(losses, TF.cross_entropy(o, y, reduction="none"))
+    auto = o.clone().requires_grad_(True)
+    TF.cross_entropy(auto, y, reduction="sum").backward()
+    torch.testing.assert_close(grad, auto.grad)
+    both = F.LOSSES["ce"].value_and_grad(o, y)  # the loss table's one-pass path is this one
+    torch.testing.assert_close(both[0], losses)
+    mse = F.LOSSES["mse"].value_and_grad(o, y)  # losses without one: the two calls
+    torch.testing.assert_close(mse[1], F.onehot_mse_grad(o, y))
+    with pytest.raises(ValueError, match="out of range"):
+        F.cross_entropy_and_grad(o, torch.full_like(y, o.shape[1]))
+
+
 def with_grad(loss_fn, grad_fn, reduction: str, per_example: bool = False):
     """loss_fn(y_hat, y, reduction) as an autograd.Function whose backward is grad_fn(y_hat, y).
 

@@ -79,7 +79,6 @@ from numpy.typing import ArrayLike
 
 from .config import RECIPES, TrainConfig, lr_at
 from .fast import FastSGD
-from .functional import LOSSES
 from .models import ScratchSoftmaxRegression, SoftmaxModel, objective
 from .preprocess import Standardizer
 
@@ -203,18 +202,6 @@ def _full(W: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return W, b
 
 
-def _weighted_objective(W: torch.Tensor, b: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
-                        sample_weight: torch.Tensor, weight_decay: float
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``models.objective`` with the mean over examples weighted by ``sample_weight`` (N,),
-    which sums to 1: the same per-example loss and gradient (``LOSSES["ce"]``), weighted."""
-    ce = LOSSES["ce"]
-    o = torch.addmm(b, X, W)
-    value = (sample_weight * ce.value(o, y)).sum() + 0.5 * weight_decay * (W * W).sum()
-    dS = ce.grad(o, y).mul_(sample_weight.unsqueeze(1))  # (N, C): d value / d scores
-    return value, X.T @ dS + weight_decay * W, dS.sum(0)
-
-
 def _loss_and_grad(
     W: torch.Tensor, b: torch.Tensor, X: torch.Tensor, y: torch.Tensor, alpha: float,
     sample_weight: torch.Tensor | None = None,
@@ -225,10 +212,7 @@ def _loss_and_grad(
     (equal weights: ``models.objective`` itself) -> (loss (), dW (d, K'), db (K',)).
     """
     Wf, bf = _full(W, b)
-    if sample_weight is None:
-        loss, dW, db = objective(Wf, bf, X, y, weight_decay=alpha)
-    else:
-        loss, dW, db = _weighted_objective(Wf, bf, X, y, sample_weight, alpha)
+    loss, dW, db = objective(Wf, bf, X, y, weight_decay=alpha, sample_weight=sample_weight)
     if W.shape[1] == 1:  # binary: the first column is the constant zero
         return loss, dW[:, 1:], db[1:]
     return loss, dW, db

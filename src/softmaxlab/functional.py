@@ -142,6 +142,24 @@ def cross_entropy_grad(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return softmax(logits) - one_hot(y, logits.shape[1], logits.dtype)
 
 
+def cross_entropy_and_grad(logits: torch.Tensor, y: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cross_entropy(o, y, "none")`` and ``cross_entropy_grad(o, y)`` sharing one softmax.
+
+    With m the row max, e = exp(o - m) and s = sum e: loss = (m - o_y) + log s, and the gradient
+    e / s - onehot(y). (N, C), (N,) -> (losses (N,), grad (N, C)). Full-batch solvers evaluate
+    both at every step; one pass over the scores instead of two.
+    """
+    _check_labels(logits, y)
+    m = logits.amax(dim=1, keepdim=True)
+    e = torch.exp(logits - m)
+    s = e.sum(dim=1, keepdim=True)
+    y_ = y.long().unsqueeze(1)
+    losses = (m - logits.gather(1, y_) + torch.log(s)).squeeze(1)  # (m - o_y first: exact)
+    grad = e.div_(s).scatter_add_(1, y_, logits.new_full((logits.shape[0], 1), -1.0))
+    return losses, grad
+
+
 def cross_entropy_from_probs(
     y_hat: torch.Tensor, y: torch.Tensor, reduction: str = "none"
 ) -> torch.Tensor:
@@ -248,11 +266,18 @@ class Loss:
     grad: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     default_lr: float  # the learning rate that trains well with the chapter's recipe
     help: str
+    # (value, grad) in one pass where the loss has one; else the two calls
+    both: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def value_and_grad(self, o: torch.Tensor, y: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(value(o, y), grad(o, y)), in one pass when the loss has one."""
+        return self.both(o, y) if self.both is not None else (self.value(o, y), self.grad(o, y))
 
 
 LOSSES = {
     "ce": Loss("ce", lambda o, y: cross_entropy(o, y, reduction="none"), cross_entropy_grad, 0.1,
-               "cross-entropy of softmax(o), the chapter's loss"),
+               "cross-entropy of softmax(o), the chapter's loss", cross_entropy_and_grad),
     "mse": Loss("mse", lambda o, y: onehot_mse(o, y, reduction="none"), onehot_mse_grad, 0.01,
                 "squared loss ½‖o − onehot(y)‖² on the raw scores o, summed over classes, "
                 "averaged over the batch; predicts argmax o"),

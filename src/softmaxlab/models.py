@@ -115,17 +115,27 @@ def set_weights(model, W: torch.Tensor, b: torch.Tensor) -> None:
 
 
 def objective(W: torch.Tensor, b: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
-              loss: Loss = LOSSES["ce"], weight_decay: float = 0.0
+              loss: Loss = LOSSES["ce"], weight_decay: float = 0.0,
+              sample_weight: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The full-batch objective mean_i loss(x_i W + b, y_i) + weight_decay/2 ‖W‖² and its gradient.
 
     W (D, C), b (C,), X (N, D), y (N,) -> (value (), dW (D, C), db (C,)). The bias is not
-    penalised. L-BFGS and the scikit-learn estimator minimise this.
+    penalised. ``sample_weight`` (N,), summing to 1, replaces the mean's 1/N per example. L-BFGS
+    and the scikit-learn estimator minimise this.
     """
     o = torch.addmm(b, X, W)
-    value = loss.value(o, y).mean() + 0.5 * weight_decay * (W * W).sum()
-    dS = loss.grad(o, y) / X.shape[0]  # (N, C): d value / d scores
-    return value, X.T @ dS + weight_decay * W, dS.sum(0)
+    losses, dS = loss.value_and_grad(o, y)  # dS (N, C): d loss_i / d scores_i
+    if sample_weight is None:
+        value = losses.mean()
+        dS.div_(X.shape[0])  # (N, C): d value / d scores
+    else:
+        value = sample_weight @ losses
+        dS.mul_(sample_weight.unsqueeze(1))
+    if weight_decay:
+        value = value + 0.5 * weight_decay * (W * W).sum()
+    # X^T dS + weight_decay W in one kernel (beta=0 ignores W)
+    return value, torch.addmm(W, X.T, dS, beta=weight_decay), dS.sum(0)
 
 
 @dataclass
