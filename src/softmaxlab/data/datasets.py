@@ -28,8 +28,9 @@ Size = int | tuple[int, int]
 class ImageDataset:
     """A split of an image classification dataset.
 
-    images: uint8 (N, H, W); labels: int64 (N,) in [0, len(class_names)); class_names: one name
-    per class index; name: e.g. ``"fashion-mnist/train"``.
+    images: uint8 (N, H, W), possibly a strided view (EMNIST's are a transposed one); labels:
+    int64 (N,) in [0, len(class_names)); class_names: one name per class index; name: e.g.
+    ``"fashion-mnist/train"``.
     """
 
     images: torch.Tensor
@@ -88,14 +89,19 @@ class ImageDataset:
         return ImageDataset(self.images[index], self.labels[index], self.class_names, self.name)
 
     def to_float(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
-        """Images (at ``index``) as float32 (B, 1, H, W) in [0, 1]: exactly ``x / 255``."""
+        """Images (at ``index``) as float32 (B, 1, H, W) in [0, 1]: exactly ``x / 255``.
+
+        Contiguous even when ``images`` is a view (EMNIST's transposed images), so the model's
+        products see the same memory layout, and give the same floats, either way.
+        """
         if index is None:
             x = self.images
         elif isinstance(index, torch.Tensor):
             x = self.images.index_select(0, index)  # ~10x faster than images[index] for a batch
         else:
             x = self.images[index]
-        return torch.div(x.unsqueeze(1), 255.0)  # convert and scale in one pass
+        out = torch.empty((x.shape[0], 1, *x.shape[1:]), dtype=torch.float32, device=x.device)
+        return torch.div(x.unsqueeze(1), 255.0, out=out)  # convert and scale in one pass
 
     def batches(
         self,
@@ -187,7 +193,10 @@ class BatchLoader:
 
 
 def _read_array(path: Path, spec: DatasetSpec, ndim: int, verify_md5: bool) -> np.ndarray:
-    """One found file of ``spec``: parsed, checked (ndim, uint8, md5) and returned."""
+    """One found file of ``spec``: parsed, checked (ndim, dtype, md5) and returned.
+
+    Images and 1-D labels must be uint8; 2-D labels (a class column, QMNIST's) any integer type.
+    """
     try:
         try:
             content = read_bytes(path)
@@ -197,7 +206,9 @@ def _read_array(path: Path, spec: DatasetSpec, ndim: int, verify_md5: bool) -> n
         if arr.ndim != ndim:
             raise IDXError(f"{path}: expected {ndim} dimensions, the header says {arr.ndim} "
                            f"{arr.shape}")
-        if arr.dtype != np.uint8:
+        if ndim == 2 and not np.issubdtype(arr.dtype, np.integer):
+            raise IDXError(f"{path}: expected integer labels, the header says {arr.dtype}")
+        if ndim != 2 and arr.dtype != np.uint8:
             raise IDXError(f"{path}: expected uint8 data, the header says {arr.dtype}")
     except IDXError as e:
         raise IDXError(f"{e}: the file is damaged or is not {spec.name}'s; {REPLACE_HINT}") from None
@@ -206,23 +217,45 @@ def _read_array(path: Path, spec: DatasetSpec, ndim: int, verify_md5: bool) -> n
     return arr
 
 
+def _class_labels(spec: DatasetSpec, labels: np.ndarray, path: Path) -> np.ndarray:
+    """The labels of a file of ``spec`` as class indices 0..K-1 (int64): its class column
+    (``label_column``), less ``label_offset``; IDXError naming the file if one is out of range."""
+    if spec.label_column is not None:
+        if labels.shape[1] <= spec.label_column:
+            raise IDXError(f"{path}: {labels.shape[1]} label columns, the class is column "
+                           f"{spec.label_column}: the file is damaged or is not {spec.name}'s")
+        labels = labels[:, spec.label_column]
+    labels = labels.astype(np.int64) - spec.label_offset
+    low, high = spec.label_offset, spec.label_offset + spec.num_classes - 1
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < spec.num_classes):
+        bad = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
+        raise IDXError(
+            f"{path}: label {bad + spec.label_offset} is out of range: {spec.name} has "
+            f"{spec.num_classes} classes (labels {low} to {high})"
+        )
+    return labels
+
+
 def _make_split(spec: DatasetSpec, images: np.ndarray, labels: np.ndarray, images_path: Path,
                 labels_path: Path, split: str) -> ImageDataset:
+    """A split of ``spec`` from its files' arrays, its quirks undone: the class column and
+    label offset, the test set's first ``test_first`` examples, transposed images (a view)."""
     if len(images) != len(labels):
         raise IDXError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels; "
             "the two files must come from the same dataset and split"
         )
-    if len(labels) and int(labels.max()) >= spec.num_classes:
-        raise IDXError(
-            f"{labels_path}: label {int(labels.max())} is out of range: {spec.name} has "
-            f"{spec.num_classes} classes (labels 0 to {spec.num_classes - 1})"
-        )
+    if split == "test" and spec.test_first is not None:
+        # a copy: the rest of the file's buffer is then freed
+        images, labels = images[:spec.test_first].copy(), labels[:spec.test_first]
+    labels = _class_labels(spec, labels, labels_path)
     if not images.flags.writeable:
         images = images.copy()
     # the images share the memory the file was read into (a writable bytearray)
-    return ImageDataset(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)),
-                        spec.class_names, f"{spec.name}/{split}")
+    x = torch.from_numpy(images)
+    if spec.transposed:
+        x = x.transpose(1, 2)  # upright, as a view: batches are gathered contiguous
+    return ImageDataset(x, torch.from_numpy(labels), spec.class_names, f"{spec.name}/{split}")
 
 
 def load_dataset(
@@ -243,7 +276,8 @@ def load_dataset(
     paths = locate(spec, data_dir=data_dir, mirror=mirror, offline=offline, progress=progress)
     # the four files are read at once: gunzip and md5 release the GIL, so this takes about as long
     # as the training images alone; an error is raised for the first file in this order
-    roles = {"train_images": 3, "test_images": 3, "train_labels": 1, "test_labels": 1}
+    roles = {"train_images": 3, "test_images": 3, "train_labels": spec.label_ndim,
+             "test_labels": spec.label_ndim}
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {role: pool.submit(_read_array, paths[role], spec, ndim, verify_md5)
                    for role, ndim in roles.items()}

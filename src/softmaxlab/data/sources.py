@@ -9,6 +9,11 @@ folder is used, and missing files are downloaded into it.
 
 A download goes to a temporary file beside its destination and is renamed into place only once it
 is complete and its md5 is right, so an interrupted or bad download never leaves a file behind.
+
+A dataset that comes in an archive (EMNIST's ``gzip.zip``) is downloaded as that one file, checked
+against the archive's md5, kept, and its members for the dataset are taken out of it (each
+written atomically); an archive already in the folder is checked and used without a download,
+also offline.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ import ssl
 import sys
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
@@ -55,7 +63,7 @@ def cache_dir(spec: DatasetSpec) -> Path:
     base = os.environ.get("XDG_CACHE_HOME", "")
     if not os.path.isabs(base):
         base = os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "softmaxlab" / spec.name
+    return Path(base) / "softmaxlab" / spec.cache_folder
 
 
 def candidate_dirs(spec: DatasetSpec) -> list[Path]:
@@ -84,7 +92,8 @@ def md5_of(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def _md5_of_file(path: Path) -> str:
+def md5_of_file(path: Path) -> str:
+    """The hex md5 of the file at ``path``, read in chunks."""
     h = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
         while block := f.read(CHUNK):
@@ -104,7 +113,7 @@ def md5_problem(path: Path, content: bytes, spec: DatasetSpec, name: str) -> str
     if name in spec.md5_raw:
         checks.append(("the uncompressed content", spec.md5_raw[name], lambda: md5_of(content)))
     if name in spec.md5_gz and is_gzip(path):
-        checks.append(("the .gz file", spec.md5_gz[name], lambda: _md5_of_file(path)))
+        checks.append(("the .gz file", spec.md5_gz[name], lambda: md5_of_file(path)))
     found = []
     for what, expected, compute in checks:
         got = compute()
@@ -269,6 +278,86 @@ def fetch(
     return failures
 
 
+def archive_problem(path: Path, spec: DatasetSpec) -> str | None:
+    """Why ``path`` is not ``spec``'s archive (its md5, or not a zip), or None if it is."""
+    got = md5_of_file(path)
+    if got != spec.archive.md5:
+        return f"checksum mismatch (md5 of {spec.archive.name} is {got}, expected {spec.archive.md5})"
+    if not zipfile.is_zipfile(path):
+        return "not a zip file"
+    return None
+
+
+def extract(archive: Path, spec: DatasetSpec, folder: Path, names: Sequence[str]) -> None:
+    """Write the members ``<prefix><name>.gz`` of ``archive`` as ``folder/<name>.gz``, each
+    atomically (the zip's CRC is checked as each is read).
+
+    Raises:
+        DataError: a member is missing, or the zip is damaged.
+    """
+    prefix = spec.archive.prefix
+    try:
+        with zipfile.ZipFile(archive) as z:
+            members = set(z.namelist())
+            for name in names:
+                member = f"{prefix}{name}.gz"
+                if member not in members:
+                    raise DataError(f"{archive}: no member {member}: it is not {spec.name}'s "
+                                    f"{spec.archive.name}; {REPLACE_HINT}")
+                with atomic_path(folder / f"{name}.gz") as tmp, z.open(member) as src, \
+                        open(tmp, "wb") as out:
+                    while block := src.read(CHUNK):
+                        out.write(block)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise DataError(f"{archive}: damaged zip ({e}); {REPLACE_HINT}") from None
+
+
+def fetch_archive(
+    spec: DatasetSpec,
+    folder: Path,
+    names: Sequence[str],
+    mirrors: Sequence[str],
+    progress: bool = False,
+    offline: bool = False,
+) -> list[str]:
+    """Take ``names`` out of ``spec``'s archive in ``folder``, downloading it first (trying
+    ``mirrors`` in order) unless it is there or ``offline``. Returns the failed downloads, one
+    ``"url: reason"`` line each (the files are there iff the archive was).
+
+    Raises:
+        ChecksumError: an archive already in ``folder`` fails its md5.
+        DataError: its members are missing or damaged.
+    """
+    archive = folder / spec.archive.name
+    failures: list[str] = []
+    if archive.is_file():
+        problem = archive_problem(archive, spec)
+        if problem is not None:
+            raise ChecksumError(f"{archive}: {problem}: the file is damaged or is not "
+                                f"{spec.name}'s archive; {REPLACE_HINT}")
+    elif offline:
+        return failures
+    else:
+        def check(tmp: Path) -> None:
+            problem = archive_problem(tmp, spec)
+            if problem is not None:
+                raise ChecksumError(problem)
+
+        for base in mirrors:
+            url = base.rstrip("/") + "/" + spec.archive.name
+            try:
+                download(url, archive, check=check, progress=progress,
+                         connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                failures.append(f"{url}: {_describe(e, CONNECT_TIMEOUT, READ_TIMEOUT)}")
+            else:
+                break
+        else:
+            return failures
+    extract(archive, spec, folder, names)
+    return failures
+
+
 def _env_flag(name: str) -> bool:
     value = os.environ.get(name, "").strip().lower()
     if value not in _TRUE + _FALSE:
@@ -282,6 +371,38 @@ def _check_mirror(mirror: str, source: str) -> str:
         raise ConfigError(f"{source} {mirror!r} is not a URL; give a base URL starting with "
                          f"{', '.join(_URL_SCHEMES)} that serves the <file>.gz files")
     return mirror
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a dataset is, without downloading: ``found``, the folder holding all its files (or
+    None); ``target``, the folder missing files go into; ``archive``, its archive in ``target``
+    when there (the files are taken out of it on first use); ``looked``, each folder looked in
+    with a note."""
+
+    found: Path | None
+    target: Path
+    archive: Path | None
+    looked: tuple[tuple[Path, str], ...]
+
+
+def where(spec: DatasetSpec, data_dir: str | os.PathLike | None = None) -> Location:
+    """Where ``spec``'s files are (see the module docstring for the order); never downloads.
+
+    ``data_dir``: the only folder to use; default ``$SOFTMAXLAB_DATA``, else the lookup order.
+    """
+    source = "--data-dir"
+    if not data_dir and os.environ.get("SOFTMAXLAB_DATA"):
+        data_dir, source = os.environ["SOFTMAXLAB_DATA"], "$SOFTMAXLAB_DATA"
+    if data_dir:
+        target = Path(data_dir).expanduser()
+        looked: tuple[tuple[Path, str], ...] = ((target, f"given by {source}"),)
+    else:
+        target = cache_dir(spec)
+        looked = tuple((d, "") for d in candidate_dirs(spec))
+    found = next((d for d, _ in looked if all(files_in(d, spec).values())), None)
+    archive = target / spec.archive.name if spec.archive else None
+    return Location(found, target, archive if archive and archive.is_file() else None, looked)
 
 
 def locate(
@@ -298,49 +419,57 @@ def locate(
             else the lookup order of this module's docstring.
         mirror: a base URL to download from instead of the spec's mirrors (default
             ``$SOFTMAXLAB_MIRROR``).
-        offline: never download (default: ``$SOFTMAXLAB_OFFLINE=1``).
+        offline: never download (default: ``$SOFTMAXLAB_OFFLINE=1``); an archive already there
+            is still unpacked.
         progress: show a download progress bar; default: when stderr is a terminal.
     Raises:
         DataNotFoundError: naming every place looked in, what failed, and how to get the data.
-        ValueError: a mirror that is not a URL, or an unreadable ``$SOFTMAXLAB_OFFLINE``.
+        ChecksumError: an archive that was there fails its md5.
+        ConfigError: a mirror that is not a URL, or an unreadable ``$SOFTMAXLAB_OFFLINE``.
     """
-    source = "--data-dir"
-    if not data_dir and os.environ.get("SOFTMAXLAB_DATA"):
-        data_dir, source = os.environ["SOFTMAXLAB_DATA"], "$SOFTMAXLAB_DATA"
-    if mirror:
-        mirrors = [_check_mirror(mirror, "--mirror")]
-    elif os.environ.get("SOFTMAXLAB_MIRROR"):
-        mirrors = [_check_mirror(os.environ["SOFTMAXLAB_MIRROR"], "$SOFTMAXLAB_MIRROR")]
-    else:
-        mirrors = list(spec.mirrors)
+    mirrors = mirrors_for(spec, mirror)
     offline = _env_flag("SOFTMAXLAB_OFFLINE") if offline is None else offline
     progress = sys.stderr.isatty() if progress is None else progress
 
-    if data_dir:
-        target = Path(data_dir).expanduser()
-        looked = [(target, f"given by {source}")]
-    else:
-        looked = [(d, "") for d in candidate_dirs(spec)]
-        for folder, _ in looked:
-            found = files_in(folder, spec)
-            if all(found.values()):
-                return found  # type: ignore[return-value]
-        target = cache_dir(spec)
-
+    place = where(spec, data_dir)
+    if place.found is not None:
+        return files_in(place.found, spec)  # type: ignore[return-value]
+    target = place.target
     found = files_in(target, spec)
     failures: list[str] = []
-    if not offline and not all(found.values()):
-        missing = [spec.files[r] for r in ROLES if found[r] is None]
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            failures.append(f"cannot create the folder {target}: {e.strerror or e}")
-        else:
+    missing = [spec.files[r] for r in ROLES if found[r] is None]
+    if spec.archive is not None and (place.archive is not None or not offline):
+        failures = _make_folder(target)
+        if not failures:
+            failures = fetch_archive(spec, target, missing, mirrors, progress, offline)
+    elif not offline:
+        failures = _make_folder(target)
+        if not failures:
             failures = fetch(spec, target, missing, mirrors, progress)
-        found = files_in(target, spec)
+    found = files_in(target, spec)
     if all(found.values()):
         return found  # type: ignore[return-value]
-    raise DataNotFoundError(_not_found_message(spec, looked, target, mirrors, offline, failures))
+    raise DataNotFoundError(_not_found_message(spec, list(place.looked), target, mirrors,
+                                               offline, failures))
+
+
+def mirrors_for(spec: DatasetSpec, mirror: str | None = None) -> list[str]:
+    """The base URLs to download ``spec`` from: ``mirror``, else ``$SOFTMAXLAB_MIRROR``, else the
+    spec's own, in order. ConfigError for one that is not a URL."""
+    if mirror:
+        return [_check_mirror(mirror, "--mirror")]
+    if os.environ.get("SOFTMAXLAB_MIRROR"):
+        return [_check_mirror(os.environ["SOFTMAXLAB_MIRROR"], "$SOFTMAXLAB_MIRROR")]
+    return list(spec.mirrors)
+
+
+def _make_folder(folder: Path) -> list[str]:
+    """Create ``folder``; [] or the one failure line."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return [f"cannot create the folder {folder}: {e.strerror or e}"]
+    return []
 
 
 def _folder_state(folder: Path, spec: DatasetSpec) -> str:
@@ -372,6 +501,9 @@ def _not_found_message(
         lines.append(f"  {folder} ({notes})")
     if offline:
         lines.append("Downloading is off (--offline or SOFTMAXLAB_OFFLINE=1).")
+    elif failures and spec.archive is not None:
+        lines.append(f"Downloading {spec.archive.name} into {target} failed:")
+        lines += [f"  {f}" for f in failures]
     elif failures:
         lines.append(f"Downloading the missing files into {target} failed:")
         lines += [f"  {f}" for f in failures]
@@ -381,8 +513,13 @@ def _not_found_message(
         lines.append(f"  - sudo apt-get install {spec.system_package}   on Debian/Ubuntu{where}")
     lines.append("  - put the four files (.gz or uncompressed) in a folder DIR and pass --data-dir "
                  "DIR (or set SOFTMAXLAB_DATA=DIR)")
-    lines.append(f"  - download <file>.gz for each file into {target} from "
-                 + " or ".join(mirrors))
+    if spec.archive is not None:
+        lines.append(f"  - download {spec.archive.name} into {target} from "
+                     + " or ".join(mirrors) + f" (md5 {spec.archive.md5}); softmaxlab takes the "
+                     "files out of it")
+    else:
+        lines.append(f"  - download <file>.gz for each file into {target} from "
+                     + " or ".join(mirrors))
     if offline:
         lines.append("  - run without --offline (and without SOFTMAXLAB_OFFLINE=1) to let "
                      "softmaxlab download them")
