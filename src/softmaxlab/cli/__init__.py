@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import EXIT_BUG, EXIT_SIGINT, EXIT_SIGTERM, SoftmaxlabError, Terminated
 
 # command modules, in the order `softmaxlab --help` lists them
-COMMANDS = ["train", "evaluate", "predict", "report", "export", "show", "losses"]
+COMMANDS = ["train", "evaluate", "predict", "report", "export", "show", "data", "losses"]
 DEBUG_HELP = "show the traceback of every error (default: off; SOFTMAXLAB_DEBUG=1 turns it on)"
 
 
