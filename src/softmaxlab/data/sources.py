@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, os_fault
 from ..fsutil import atomic_path
 from .idx import is_gzip, parse_idx, read_bytes
 from .specs import ROLES, DatasetSpec
@@ -297,7 +297,7 @@ def extract(archive: Path, spec: DatasetSpec, folder: Path, names: Sequence[str]
     """
     prefix = spec.archive.prefix
     try:
-        with zipfile.ZipFile(archive) as z:
+        with _open_zip(archive) as z:
             members = set(z.namelist())
             for name in names:
                 member = f"{prefix}{name}.gz"
@@ -310,6 +310,13 @@ def extract(archive: Path, spec: DatasetSpec, folder: Path, names: Sequence[str]
                         out.write(block)
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
         raise DataError(f"{archive}: damaged zip ({e}); {REPLACE_HINT}") from None
+
+
+def _open_zip(archive: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(archive)
+    except OSError as e:
+        raise os_fault(archive, e, "read", "check the file and its permissions") from None
 
 
 def fetch_archive(
@@ -331,7 +338,10 @@ def fetch_archive(
     archive = folder / spec.archive.name
     failures: list[str] = []
     if archive.is_file():
-        problem = archive_problem(archive, spec)
+        try:
+            problem = archive_problem(archive, spec)
+        except OSError as e:
+            raise os_fault(archive, e, "read", "check the file and its permissions") from None
         if problem is not None:
             raise ChecksumError(f"{archive}: {problem}: the file is damaged or is not "
                                 f"{spec.name}'s archive; {REPLACE_HINT}")
