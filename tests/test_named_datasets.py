@@ -289,8 +289,9 @@ def test_batches_of_the_view_are_contiguous_and_upright():
 # --------------------------------------------------------------------------- the commands
 
 
-def test_train_evaluate_resume_show_on_emnist_letters(emnist, tmp_path, capsys):
-    """--dataset emnist-letters through the commands that read the data again."""
+def test_train_resume_evaluate_report_show_on_emnist_letters(emnist, tmp_path, capsys):
+    """--dataset emnist-letters through the commands that read the data again (resume,
+    evaluate, report) and show."""
     out = tmp_path / "run"
     common = ["--no-progress"]
     assert main(["train", "--dataset", "emnist-letters", "--epochs", "1", "--batch-size", "16",
@@ -309,6 +310,8 @@ def test_train_evaluate_resume_show_on_emnist_letters(emnist, tmp_path, capsys):
     assert main(["evaluate", str(out), "--offline", *common]) == 0
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx(again[-1]["test_acc"])
+    assert main(["report", str(out), "--offline", *common]) == 0
+    assert "emnist-letters" in (out / "report.html").read_text()
     grid = tmp_path / "grid.png"
     assert main(["show", "--dataset", "emnist-letters", "--n", "4", "--out", str(grid),
                  "--offline", *common]) == 0
