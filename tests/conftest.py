@@ -324,3 +324,33 @@ def fit_reporting(self, history=(), callbacks=(), wrap=None):
     return fit(self, history, [*callbacks, report], wrap)
 runner.Session.fit = fit_reporting
 """
+
+
+# Every Python process of these tests (the launcher's and each rank's) accepts the tiny
+# dataset's md5s, and, when SOFTMAXLAB_TEST_STOP_RANK is set, that rank stops after epoch 1,
+# saying so on stderr (a test-side hook: a rank that hangs).
+SITECUSTOMIZE = """\
+import dataclasses, os, sys, time
+from softmaxlab.data.specs import SPECS
+SPECS['fashion-mnist'] = dataclasses.replace(SPECS['fashion-mnist'], md5_gz={{}},
+                                             md5_raw={md5s!r})
+if os.environ.get('SOFTMAXLAB_TEST_STOP_RANK') == os.environ.get('RANK', '-'):
+    from softmaxlab import runner
+    fit = runner.Session.fit
+    def stopping(self, history=(), callbacks=(), wrap=None):
+        def stop(h):
+            if len(h) == 1:
+                print(f"RANK {{os.environ['RANK']}} STOPPED", file=sys.stderr, flush=True)
+                time.sleep(600)
+        return fit(self, history, [*callbacks, stop], wrap)
+    runner.Session.fit = stopping
+"""
+
+
+@pytest.fixture
+def tiny_env(tiny_idx_dir, tmp_path) -> dict:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(md5s=raw_md5s(tiny_idx_dir)))
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "GLOO_SOCKET_IFNAME": "lo"}

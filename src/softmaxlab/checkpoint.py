@@ -89,12 +89,14 @@ def write_config(run_dir: Path, session: Session, data_dir: str | None = None,
         "config": session.config.to_dict(),
         "dataset": {"name": session.config.dataset, "class_names": list(ds.class_names),
                     "image_shape": list(ds.image_shape), "num_features": ds.num_features,
-                    "num_classes": ds.num_classes, "train_size": len(ds),
-                    "val_size": 0 if session.val is None else len(session.val),
+                    "num_classes": ds.num_classes, "train_size": session.n_train,
+                    "val_size": session.config.val_split,
                     "test_size": len(session.test)},
         # absolute, so `evaluate` / `--resume` find the data from any working folder
         "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
         "world_size": 1 if session.group is None else session.group.world_size,
+        # --shard: each process's training rows, in rank order
+        **({"shard_rows": list(session.rows)} if session.rows is not None else {}),
         **({"data": data_record} if data_record is not None else {}),
     }, durable=True)
 

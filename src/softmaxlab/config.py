@@ -78,6 +78,10 @@ class TrainConfig:
     val_split: int = option(0, "hold out N training images for validation; history gets val_acc",
                             low=0)
     augment: bool = option(False, "shift training images by up to 1 pixel")
+    shard: bool = option(
+        False, "with several processes, each loads and trains on only its own contiguous share "
+        "of the training rows (memory per process ~1/N; shuffled within the share; a resumed run "
+        "needs the same number of processes); ignored in one process", group="data")
     lbfgs_iters: int = option(20, "inner L-BFGS iterations per outer step", low=1)
 
     def __post_init__(self) -> None:

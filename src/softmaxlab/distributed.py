@@ -8,6 +8,12 @@ adds them, and every rank divides by the global batch and takes the same step, s
 stay identical everywhere and equal those of one process up to float summation order. Losses,
 accuracies and evaluation counts are summed across ranks. Only rank 0 prints and writes files.
 
+With ``--shard`` each rank instead holds only its contiguous share of the training rows
+(``data.rows.part_of``) and shuffles it with its own stream; every rank takes the same number of
+steps as a replicated epoch, each step adding one chunk of every rank's shuffle
+(``fast.Shard.batches``). The standardisation statistics and L-BFGS's full-batch sums are
+summed over the shards.
+
 A collective that does not complete within the group's timeout (a rank died or hangs) raises
 ``DistributedError`` naming this rank and the cause.
 """
@@ -84,9 +90,16 @@ class Group:
         self.broadcast(buffer)
         return json.loads(bytes(buffer.cpu().tolist()).decode()) if int(size) else None
 
-    def shard(self) -> Shard:
-        """This rank's part in a data-parallel epoch, for ``fast.FastSGD.train_epoch``."""
-        return Shard(self.rank, self.world_size, self.all_reduce)
+    def shard(self, rows: tuple[int, ...] | None = None) -> Shard:
+        """This rank's part in a data-parallel epoch, for ``fast.FastSGD.train_epoch``; ``rows``:
+        each rank's training rows when each holds only its own (``--shard``)."""
+        return Shard(self.rank, self.world_size, self.all_reduce, rows)
+
+    def gather_sizes(self, n: int) -> tuple[int, ...]:
+        """Every rank's ``n``, in rank order (one all-reduce)."""
+        sizes = torch.zeros(self.world_size, dtype=torch.int64, device=self.device)
+        sizes[self.rank] = n
+        return tuple(int(k) for k in self.all_reduce(sizes).tolist())
 
     def grad_hook(self, flat: torch.Tensor, batch_examples: int) -> int:
         """The gradient -> step seam of a data-parallel step: sum the ranks' gradients (one
@@ -136,16 +149,15 @@ def close() -> None:
 
 def train_epoch(model, loss, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
                 labels: torch.Tensor, batch_size: int, order: torch.Tensor, group: Group,
-                prepare=None) -> tuple[float, float]:
-    """One data-parallel epoch of an nn.Module with a torch optimizer: per global batch, this
-    rank's share, the gradient of its summed loss over the global batch size, one all-reduce of
-    all the gradients, the step. Returns the epoch's (mean loss, accuracy) over all ranks."""
+                prepare=None, rows: tuple[int, ...] | None = None) -> tuple[float, float]:
+    """One data-parallel epoch of an nn.Module with a torch optimizer: per step, this rank's
+    part of the step's batch (``fast.Shard.batches``; ``rows``: each rank's rows when the data is
+    sharded), the gradient of its summed loss over the global batch size, one all-reduce of all
+    the gradients, the step. Returns the epoch's (mean loss, accuracy) over all ranks."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    share = group.shard().share
     sums = torch.zeros(3, dtype=torch.float64, device=labels.device)  # loss, correct, examples
-    for idx in order.split(batch_size):
-        mine = share(idx)
+    for mine, k in zip(*group.shard(rows).batches(order, batch_size)):
         X = images_as_float(inputs, mine)
         if prepare is not None:
             X = prepare(X)
@@ -153,7 +165,7 @@ def train_epoch(model, loss, optimizer: torch.optim.Optimizer, inputs: torch.Ten
         optimizer.zero_grad()
         o = model(X)
         losses = loss.value(o, y) if y.numel() else o.sum(1)  # (an empty share: zero gradient)
-        (losses.sum() / idx.shape[0]).backward()
+        (losses.sum() / k).backward()
         flat = torch.cat([p.grad.reshape(-1) for p in params])
         group.all_reduce(flat)
         offset = 0

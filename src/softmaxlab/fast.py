@@ -47,17 +47,46 @@ GradHook = Callable[[torch.Tensor, int], int]
 
 @dataclass(frozen=True)
 class Shard:
-    """This process's part in data-parallel training: its rank among ``world_size``, and a sum
-    over the processes (in place)."""
+    """This process's part in data-parallel training: its rank among ``world_size``, a sum over
+    the processes (in place), and ``rows``: None when every process holds the whole training
+    set, else each rank's number of rows when each holds only its own (``--shard``)."""
 
     rank: int
     world_size: int
     all_reduce: Callable[[torch.Tensor], torch.Tensor]
+    rows: tuple[int, ...] | None = None
 
     def share(self, idx: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous share of one global batch (shares differ by at most one)."""
         k = idx.shape[0]
         return idx[self.rank * k // self.world_size:(self.rank + 1) * k // self.world_size]
+
+    def batches(self, order: torch.Tensor, batch_size: int
+                ) -> tuple[list[torch.Tensor], list[int]]:
+        """This rank's example indices per step, and each step's examples over all ranks.
+
+        Replicated data: ``order`` is the global shuffle; step s is global batch s, of which
+        this rank takes its share. Sharded data: ``order`` shuffles this rank's rows; every rank
+        takes the same number of steps as a replicated epoch, S = ceil(N / batch_size), and in
+        step s its s-th of S near-equal chunks of its shuffle, so a step's global batch is about
+        batch_size examples drawn from every shard. Rank r's chunk boundaries are shifted by r/W
+        of a chunk, so that shards smaller than S do not all put their rows in the same steps;
+        steps no rank has an example for are left out, on every rank alike.
+        """
+        if self.rows is None:
+            batches = order.split(batch_size)
+            return [self.share(idx) for idx in batches], [idx.shape[0] for idx in batches]
+        steps, world = -(-sum(self.rows) // batch_size), self.world_size
+
+        def bounds(n: int, r: int) -> list[int]:  # from 0 to n in S steps, shifted by r/W
+            return [(s * n * world + r * steps) // (steps * world) for s in range(steps + 1)]
+
+        mine = bounds(len(order), self.rank)
+        idxs = [order[mine[s]:mine[s + 1]] for s in range(steps)]
+        every = [bounds(n, r) for r, n in enumerate(self.rows)]
+        ks = [sum(b[s + 1] - b[s] for b in every) for s in range(steps)]
+        kept = [s for s in range(steps) if ks[s]]
+        return [idxs[s] for s in kept], [ks[s] for s in kept]
 Prepare = Callable[[torch.Tensor], torch.Tensor]
 Wrap = Callable[[Iterator, int], Iterator]
 
@@ -155,7 +184,7 @@ def _reused_batches(inputs: torch.Tensor, ys: Sequence[torch.Tensor],
     ``ImageDataset.to_float`` (``x / 255``, in one pass), or floating features (N, ...) gathered as
     they are; ys, idxs: each batch's labels and example indices.
     """
-    size, shape = ys[0].shape[0], inputs.shape[1:]
+    size, shape = max(y.shape[0] for y in ys), inputs.shape[1:]  # (sharded: sizes vary)
     scale = inputs.dtype == torch.uint8
     if scale:
         shape = (1, *shape)  # images get their channel: (k, 1, H, W), as the plain batches
@@ -207,8 +236,8 @@ class FastSGD:
         inputs: uint8 images (N, H, W) (scaled to [0, 1] per batch) or floating features (N, D);
         labels (N,) int64. ``prepare(X)`` -> X for the model (may work in place on X),
         ``wrap(batches, n)`` wraps the batch iterator (a progress bar). ``shard``: this process
-        takes only its share of each global batch (``grad_hook`` must then add the ranks'
-        gradients), and the epoch's loss and accuracy are summed over the ranks.
+        takes only its part of each step's batch (``Shard.batches``; ``grad_hook`` must then add
+        the ranks' gradients), and the epoch's loss and accuracy are summed over the ranks.
         """
         W_t, b = self.model.W.t(), self.model.b  # (C, D) contiguous, (C,): views made once
         if shard is None:
@@ -219,9 +248,7 @@ class FastSGD:
         else:
             if grad_hook is None:
                 raise ValueError("a shard needs a grad_hook that sums the ranks' gradients")
-            batches_idx = order.split(batch_size)
-            idxs = [shard.share(idx) for idx in batches_idx]
-            ks = [idx.shape[0] for idx in batches_idx]
+            idxs, ks = shard.batches(order, batch_size)
             labels = labels.index_select(0, torch.cat(idxs))
             ys = labels.split([idx.shape[0] for idx in idxs])
         if not ys:

@@ -19,23 +19,35 @@ class Standardizer:
 
     @classmethod
     def fit(cls, images: torch.Tensor, chunk: int = 256) -> Standardizer:
-        """images uint8 (N, H, W) -> the Standardizer of their [0, 1] values.
+        """images uint8 (N, H, W) -> the Standardizer of their [0, 1] values."""
+        return cls.from_sums(cls.sums(images, chunk), images.shape[1:])
 
-        The sums of the pixel values and of their squares are exact (integers in float64), and
-        taken over chunks small enough to stay in cache (3x faster than over large ones).
+    @staticmethod
+    def sums(images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """float64 (2 D + 1,): the sums of the pixel values, of their squares, and the count.
+
+        Exact (integers in float64), so the sums of several parts (processes) add up to the
+        whole's; taken over chunks small enough to stay in cache (3x faster than large ones).
         """
-        flat = images.reshape(len(images), -1)
-        s = torch.zeros(flat.shape[1], dtype=torch.float64, device=images.device)
+        n, d = len(images), images.shape[1:].numel()
+        s = torch.zeros(d, dtype=torch.float64, device=images.device)
         s2 = torch.zeros_like(s)
-        for i in range(0, len(flat), chunk):
-            x = flat[i:i + chunk].to(torch.float64)
+        for i in range(0, n, chunk):
+            # flattened chunk by chunk: a view of contiguous images, a chunk-sized copy of a
+            # strided view (EMNIST's transposed images), never a copy of them all
+            x = images[i:i + chunk].reshape(-1, d).to(torch.float64)
             s += x.sum(0)
             s2 += (x * x).sum(0)
-        n = len(images)
+        return torch.cat([s, s2, s.new_tensor([n])])
+
+    @classmethod
+    def from_sums(cls, sums: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> Standardizer:
+        """The Standardizer of the images whose ``sums`` (see ``sums``) these are."""
+        d = (len(sums) - 1) // 2
+        s, s2, n = sums[:d], sums[d:2 * d], float(sums[-1])
         mean = s / (255.0 * n)
         std = (s2 / (255.0 * 255.0 * n) - mean * mean).clamp_min(0).sqrt()
         std = torch.where(std < 1e-3, torch.ones_like(std), std)
-        shape = images.shape[1:]
         return cls(mean.float().reshape(shape), std.float().reshape(shape))
 
     def __post_init__(self) -> None:

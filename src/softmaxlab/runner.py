@@ -22,6 +22,7 @@ from . import distributed
 from .config import RECIPES, TrainConfig, lr_at
 from .data import ImageDataset
 from .data.datasets import epoch_permutation
+from .data.rows import part_of
 from .distributed import Group
 from .errors import ConfigError, TrainingDiverged
 from .fast import FastSGD, GradHook, Wrap
@@ -64,15 +65,16 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def split_validation(train: ImageDataset, n_val: int, seed: int
+def split_validation(train: ImageDataset, n_val: int, seed: int, stream: int | None = None
                      ) -> tuple[ImageDataset, ImageDataset | None]:
-    """Hold out ``n_val`` training examples, drawn from ``seed``; returns (train, val or None)."""
+    """Hold out ``n_val`` training examples, drawn from ``seed`` (and ``stream``: a shard's);
+    returns (train, val or None)."""
     if n_val == 0:
         return train, None
     if n_val >= len(train):
         raise ConfigError(f"val_split={n_val} leaves no training data: the training split has "
                           f"{len(train)} examples")
-    order = epoch_permutation(len(train), seed, VAL_STREAM, train.images.device)
+    order = epoch_permutation(len(train), seed, VAL_STREAM, train.images.device, stream)
     val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
     return train.subset(train_idx), train.subset(val_idx)
 
@@ -94,15 +96,38 @@ class Session:
         self.loss: Loss = get_loss(config.loss)
         if device is not None:  # the data lives on the device; batches are gathered there
             train, test = train.to(device), test.to(device)
-        self.train, self.val = split_validation(train, config.val_split, config.seed)
+        # sharded: ``train`` is this rank's share of the rows (each rank its own, see
+        # ``distributed``); ``rows`` is every rank's count, and the shard's own random streams
+        # (validation split, shuffles) are rank + 1
+        self.sharded = config.shard and group is not None
+        self.stream = group.rank + 1 if self.sharded else None
+        self.rows: tuple[int, ...] | None = None
+        if self.sharded:
+            start, stop = part_of(config.val_split, group.rank, group.world_size)
+            self.train, self.val = split_validation(train, stop - start, config.seed, self.stream)
+            self.rows = group.gather_sizes(len(self.train))
+        else:
+            self.train, self.val = split_validation(train, config.val_split, config.seed)
         self.test = test
         self.eval_batch_size = eval_batch_size
-        self.standardizer = Standardizer.fit(self.train.images) if config.standardize else None
+        self.standardizer = self._fit_standardizer() if config.standardize else None
         self.model = create_model(config.impl, self.train.num_features, self.train.num_classes,
                                   config.seed, device=self.train.images.device)
         self.optimizer = self._make_optimizer()
         self.grad_hook: GradHook | None = None
         self._full_X: torch.Tensor | None = None
+
+    @property
+    def n_train(self) -> int:
+        """The training examples of all processes (this one's own when not sharded)."""
+        return sum(self.rows) if self.rows is not None else len(self.train)
+
+    def _fit_standardizer(self) -> Standardizer:
+        """The training split's Standardizer; sharded: of all the shards' rows together."""
+        sums = Standardizer.sums(self.train.images)
+        if self.sharded:
+            sums = self.group.all_reduce(sums)
+        return Standardizer.from_sums(sums, self.train.image_shape)
 
     def _make_optimizer(self) -> FastSGD | torch.optim.Optimizer:
         c, params = self.config, list(self.model.parameters())
@@ -178,21 +203,26 @@ class Session:
         return train_epoch(self.model, batches, self.loss, self.optimizer)
 
     def _train_data_parallel(self, epoch: int, prepare, wrap) -> tuple[float, float]:
-        """This rank's part of epoch ``epoch`` (see ``softmaxlab.distributed``)."""
+        """This rank's part of epoch ``epoch`` (see ``softmaxlab.distributed``); sharded, the
+        shuffle is of this rank's rows, from its own stream."""
         c, group = self.config, self.group
-        order = epoch_permutation(len(self.train), c.seed, epoch, self.train.images.device)
+        order = epoch_permutation(len(self.train), c.seed, epoch, self.train.images.device,
+                                  self.stream)
         if isinstance(self.optimizer, FastSGD):
             return self.optimizer.train_epoch(self.train.images, self.train.labels, c.batch_size,
                                               order, prepare, wrap, group.grad_hook,
-                                              group.shard())
+                                              group.shard(self.rows))
         return distributed.train_epoch(self.model, self.loss, self.optimizer, self.train.images,
-                                       self.train.labels, c.batch_size, order, group, prepare)
+                                       self.train.labels, c.batch_size, order, group, prepare,
+                                       self.rows)
 
     def _my_rows(self, n: int) -> slice:
-        """This process's contiguous part of n rows (all of them without a group)."""
+        """This process's contiguous part of n rows (all of them without a group, or when this
+        process holds only its shard)."""
         g = self.group
-        return slice(0, n) if g is None else slice(g.rank * n // g.world_size,
-                                                   (g.rank + 1) * n // g.world_size)
+        if g is None or self.sharded:
+            return slice(0, n)
+        return slice(g.rank * n // g.world_size, (g.rank + 1) * n // g.world_size)
 
     def _full_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(X (n, D), y (n,)): the training set as one batch (this process's rows of it)."""
@@ -209,7 +239,7 @@ class Session:
         group, the sum of the processes' parts in one all-reduce, so every process takes the same
         L-BFGS step (Spark MLlib's scheme).
         """
-        (X, y), n = self._full_batch(), len(self.train)
+        (X, y), n = self._full_batch(), self.n_train
         wd, params = self.config.weight_decay, list(self.model.parameters())
         W = weights(self.model)[0]
 
@@ -275,10 +305,13 @@ class Session:
                                epoch=epoch + 1)
 
     def evaluate(self, dataset: ImageDataset) -> float:
+        """The accuracy on ``dataset``; with several processes each evaluates its contiguous
+        part (the validation split of a shard: all of it) and the counts are summed."""
         if self.group is None:
             return evaluate_accuracy(self.model, self.eval_batches(dataset))
-        g, n = self.group, len(dataset)  # each rank its contiguous part, the counts summed
-        part = dataset.subset(slice(g.rank * n // g.world_size, (g.rank + 1) * n // g.world_size))
+        g, n = self.group, len(dataset)
+        part = dataset if self.sharded and dataset is self.val else \
+            dataset.subset(slice(g.rank * n // g.world_size, (g.rank + 1) * n // g.world_size))
         return distributed.evaluate_accuracy(self.model, self.eval_batches(part), g)
 
     def fit(self, history: Sequence[dict] = (),

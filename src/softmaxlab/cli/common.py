@@ -142,16 +142,17 @@ def import_in_background(module: str) -> threading.Thread:
 
 
 def load_data(args, dataset: str | None = None, data_dir: str | None = None,
-              record: dict | None = None):
+              record: dict | None = None, shard: tuple[int, int] | None = None):
     """(train, test, record): the ImageDatasets as the data options say, and for your own data
     the record of what was read (else None). ``dataset`` and ``data_dir`` (where the args give
-    none) and ``record`` (to read exactly that data again) are a run's."""
+    none) and ``record`` (to read exactly that data again) are a run's; ``shard`` (rank,
+    world_size): load only that share of the training rows."""
     from ..data import DataOptions, load_data_spec, load_dataset, load_from_record, parse_spec
 
     import_in_background("softmaxlab.plots")  # every command that loads data draws pictures
     progress = show_progress(args)
     if record is not None:
-        return (*load_from_record(record, progress), record)
+        return (*load_from_record(record, progress, shard), record)
     spec = dataset or args.dataset or DEFAULT_DATASET
     if parse_spec(spec).named:
         given = own_data_given(args)
@@ -159,14 +160,14 @@ def load_data(args, dataset: str | None = None, data_dir: str | None = None,
             raise UsageError(f"{', '.join(given)} apply to your own data, not to the named "
                              f"dataset {spec}")
         return (*load_dataset(spec, data_dir=args.data_dir or data_dir, mirror=args.mirror,
-                              offline=args.offline, progress=progress), None)
+                              offline=args.offline, progress=progress, shard=shard), None)
     given = {name: getattr(args, name, None) for name in OWN_DATA_FLAGS}
     options = DataOptions(
         test_data=given["test_data"], test_split=given["test_split"],
         split_seed=given["split_seed"] or 0, image_shape=given["image_shape"],
         image_size=given["image_size"], invert=given["invert"] or "never",
         trim=bool(given["trim"]), strict=bool(given["strict"]))
-    return load_data_spec(spec, options, progress)
+    return load_data_spec(spec, options, progress, shard)
 
 
 def default_threads() -> int:

@@ -222,11 +222,24 @@ def _run(args, group: Group | None, device, stack: contextlib.ExitStack) -> int:
                              "keeps its data)")
         run_cfg = _on_main(group, open_run)
         config = _resume_config(args, run_cfg)
+        _check_shards(out, config, run_cfg, group)
         return _train(args, config, out, args.data_dir or run_cfg.get("data_dir"), group, device,
                       stack, run_cfg.get("data"))
     config = _new_config(args)  # every option is checked before anything is written
     out = Path(_on_main(group, lambda: str(_new_out(args, config.impl))))
     return _train(args, config, out, args.data_dir, group, device, stack)
+
+
+def _check_shards(out: Path, config: TrainConfig, run_cfg: dict, group: Group | None) -> None:
+    """A sharded run resumes only with the processes it was trained with: each one's rows and
+    random streams depend on their number."""
+    then = run_cfg.get("world_size", 1)
+    now = 1 if group is None else group.world_size
+    if config.shard and then != now:
+        raise ConfigError(f"{out} was trained with --shard in {then} process"
+                          f"{'es' if then != 1 else ''}; resume it with {then} (--nproc {then}, "
+                          f"or torchrun's processes in all): each process's share of the "
+                          f"training rows depends on their number (here {now})")
 
 
 def _on_main(group: Group | None, work):
@@ -258,7 +271,8 @@ def _train(args, config: TrainConfig, out: Path, data_dir: str | None, group: Gr
     threads = set_threads(args.threads, 1 if group is None else group.local_world_size, say)
     t_start = time.perf_counter()
     record = run_record if args.resume else None
-    train, test, record = load_data(args, config.dataset, data_dir, record)
+    shard = (group.rank, group.world_size) if config.shard and group is not None else None
+    train, test, record = load_data(args, config.dataset, data_dir, record, shard)
     session = Session(config, train, test, group=group, device=device)
     if args.resume:
         history = _on_main(group, lambda: checkpoint.restore_session(out, session))
@@ -282,8 +296,10 @@ def _train(args, config: TrainConfig, out: Path, data_dir: str | None, group: Gr
             print(f"note: {record['n_skipped']} image(s) could not be decoded and were skipped "
                   "(listed in config.json; --strict makes this an error)", file=sys.stderr)
     each = "" if group is None else f" each, {group.world_size} processes"
+    if shard is not None:
+        each += f", sharded: {'/'.join(map(str, session.rows))} training images each"
     say(f"training {config.impl} softmax regression on {config.dataset} "
-        f"({len(session.train)} train / {len(test)} test images, {threads} "
+        f"({session.n_train} train / {len(test)} test images, {threads} "
         f"thread{'s' if threads > 1 else ''}{each}) -> {out}")
     history = _fit(args, session, out, history, main)
     if not main:

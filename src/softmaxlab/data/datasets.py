@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError, os_fault
-from .idx import IDXError, parse_idx, read_bytes
-from .sources import REPLACE_HINT, locate, verify
+from .idx import IDXError, is_gzip, parse_idx, read_bytes
+from .rows import idx_shape, map_idx, part_of, read_idx_rows
+from .sources import REPLACE_HINT, locate, md5_of_file, verify
 from .specs import DatasetSpec, get_spec
 
 Size = int | tuple[int, int]
@@ -150,16 +151,19 @@ def _check_size(size: Size) -> tuple[int, int]:
 
 
 def epoch_permutation(n: int, seed: int, epoch: int,
-                      device: torch.device | str | None = None) -> torch.Tensor:
+                      device: torch.device | str | None = None,
+                      stream: int | None = None) -> torch.Tensor:
     """The shuffle of epoch ``epoch`` (0-based) of a run seeded ``seed``: a permutation of n.
 
-    Depends only on ``(n, seed, epoch)`` (drawn on the CPU, then moved to ``device``); both seed
-    and epoch must be >= 0.
+    Depends only on ``(n, seed, epoch)`` and ``stream`` (drawn on the CPU, then moved to
+    ``device``); both seed and epoch must be >= 0. ``stream`` draws an independent shuffle for
+    the same epoch (each rank's of its shard).
     """
     for what, value in (("seed", seed), ("epoch", epoch)):
         if value < 0:
             raise ConfigError(f"{what}={value} is not allowed; it must be >= 0")
-    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
+    entropy = [seed, epoch] if stream is None else [seed, epoch, stream]
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
     return torch.randperm(n, generator=g, device="cpu").to(device or "cpu")
 
@@ -192,17 +196,32 @@ class BatchLoader:
         return (len(self.dataset) + self.batch_size - 1) // self.batch_size
 
 
-def _read_array(path: Path, spec: DatasetSpec, ndim: int, verify_md5: bool) -> np.ndarray:
+def _read_array(path: Path, spec: DatasetSpec, ndim: int, verify_md5: bool,
+                part: tuple[int, int] | None = None) -> np.ndarray:
     """One found file of ``spec``: parsed, checked (ndim, dtype, md5) and returned.
 
     Images and 1-D labels must be uint8; 2-D labels (a class column, QMNIST's) any integer type.
+    An uncompressed file is memory-mapped (``rows.map_idx``: no copy in memory, its md5 taken
+    from the file); ``part`` (rank, world_size) keeps only that rank's share of the rows (a view
+    of the mapped file, or the rows kept as a gzipped file streams by).
     """
+    content, content_md5 = None, None
     try:
         try:
-            content = read_bytes(path)
+            if not is_gzip(path):
+                arr = map_idx(path)
+                if verify_md5:
+                    content_md5 = md5_of_file(path)
+                if part is not None:
+                    arr = arr[slice(*part_of(len(arr), *part))]
+            elif part is not None:
+                start, stop = part_of(idx_shape(path)[0], *part)
+                arr, _, content_md5 = read_idx_rows(path, start, stop, md5=verify_md5)
+            else:
+                content = read_bytes(path)
+                arr = parse_idx(content, str(path))
         except OSError as e:
             raise os_fault(path, e, "read", "check the file and its permissions") from None
-        arr = parse_idx(content, str(path))
         if arr.ndim != ndim:
             raise IDXError(f"{path}: expected {ndim} dimensions, the header says {arr.ndim} "
                            f"{arr.shape}")
@@ -213,7 +232,7 @@ def _read_array(path: Path, spec: DatasetSpec, ndim: int, verify_md5: bool) -> n
     except IDXError as e:
         raise IDXError(f"{e}: the file is damaged or is not {spec.name}'s; {REPLACE_HINT}") from None
     if verify_md5:
-        verify(path, content, spec)
+        verify(path, content, spec, content_md5)
     return arr
 
 
@@ -265,12 +284,16 @@ def load_dataset(
     offline: bool | None = None,
     progress: bool | None = None,
     verify_md5: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[ImageDataset, ImageDataset]:
     """Find (or download), verify and load a dataset into memory; returns ``(train, test)``.
 
     See :func:`softmaxlab.data.sources.locate` for where the files are looked for and the
-    arguments. Raises DataNotFoundError, IDXError (a damaged file) or ChecksumError, each naming
-    the file or folders concerned.
+    arguments. Uncompressed files are memory-mapped. ``shard`` (rank, world_size): the training
+    split holds only that rank's contiguous share of the rows (``rows.part_of``), read without
+    holding the others (see ``softmaxlab.data.rows``); the test split is whole. Raises
+    DataNotFoundError, IDXError (a damaged file) or ChecksumError, each naming the file or
+    folders concerned.
     """
     spec = get_spec(name)
     paths = locate(spec, data_dir=data_dir, mirror=mirror, offline=offline, progress=progress)
@@ -278,8 +301,15 @@ def load_dataset(
     # as the training images alone; an error is raised for the first file in this order
     roles = {"train_images": 3, "test_images": 3, "train_labels": spec.label_ndim,
              "test_labels": spec.label_ndim}
+    if shard is not None:  # the shares of the two files must be of the same rows
+        n_images, n_labels = (idx_shape(paths[r])[0] for r in ("train_images", "train_labels"))
+        if n_images != n_labels:
+            raise IDXError(f"{paths['train_images']} has {n_images} images but "
+                           f"{paths['train_labels']} has {n_labels} labels; the two files must "
+                           f"come from the same dataset and split; {REPLACE_HINT}")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {role: pool.submit(_read_array, paths[role], spec, ndim, verify_md5)
+        futures = {role: pool.submit(_read_array, paths[role], spec, ndim, verify_md5,
+                                     shard if role.startswith("train") else None)
                    for role, ndim in roles.items()}
         arrays = {role: futures[role].result() for role in roles}
     train, test = (_make_split(spec, arrays[f"{split}_images"], arrays[f"{split}_labels"],

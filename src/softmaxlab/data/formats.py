@@ -63,8 +63,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .idx import IDXError, parse_idx, read_bytes
+from .idx import IDXError, is_gzip, parse_idx, read_bytes
 from .imagefiles import IMAGE_EXTENSIONS, Decoded, Preprocess, decode_many, image_files
+from .rows import idx_shape, map_idx, map_npy, part_of, read_idx_rows
 from .sources import file_in
 from .specs import FASHION_MNIST
 
@@ -111,19 +112,24 @@ class Source:
     files: int
     skipped: list[str] = field(default_factory=list)
     n_skipped: int = 0
+    # when ``train`` holds only a share of the rows (ReadOptions.part): the labels of them all
+    all_train_labels: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class ReadOptions:
     """What the readers need from the data options: ``image_shape`` for flat rows (CSV, flat
     arrays), ``prep`` for encoded images (folders, Parquet), ``strict``, ``progress``, and
-    ``want_test``: read the path's own test split (False when ``--test-data`` replaces it)."""
+    ``want_test``: read the path's own test split (False when ``--test-data`` replaces it);
+    ``part`` (rank, world_size): keep only that share of the training rows (``rows.part_of``),
+    read without holding the others where the format allows it (IDX, .npy, Parquet)."""
 
     image_shape: tuple[int, int] | None = None
     prep: Preprocess = field(default_factory=Preprocess)
     strict: bool = False
     progress: bool = False
     want_test: bool = True
+    part: tuple[int, int] | None = None
 
 
 # --------------------------------------------------------------------------- checksums
@@ -284,11 +290,21 @@ def _array_part(x: np.ndarray, y: np.ndarray, xwhat: str, ywhat: str,
 # --------------------------------------------------------------------------- IDX folder
 
 
-def _read_idx_file(path: Path, role: str) -> tuple[np.ndarray, str]:
-    """One IDX file: (array, sha256 of the file as stored)."""
+def _read_idx_file(path: Path, role: str, part: tuple[int, int] | None = None
+                   ) -> tuple[np.ndarray, str]:
+    """One IDX file: (array, sha256 of the file as stored). Uncompressed: memory-mapped. With
+    ``part``, images keep only that share of the rows (labels are read whole: they are small and
+    name the classes)."""
     try:
-        content = read_bytes(path)
-        arr = parse_idx(content, str(path))
+        if not is_gzip(path):
+            arr = map_idx(path)
+            if part is not None and role.endswith("images"):
+                arr = arr[slice(*part_of(len(arr), *part))]
+        elif part is not None and role.endswith("images"):
+            start, stop = part_of(idx_shape(path)[0], *part)
+            arr = read_idx_rows(path, start, stop)[0]
+        else:
+            arr = parse_idx(read_bytes(path), str(path))
     except OSError as e:
         raise DataError(f"{path}: cannot read the file ({e.strerror or e})") from None
     ndim = 3 if role.endswith("images") else 1
@@ -323,15 +339,31 @@ def read_idx_dir(folder: Path, opts: ReadOptions) -> Source:
     if not opts.want_test:
         files = {r: p for r, p in files.items() if r.startswith("train")}
     # gunzip and sha256 release the GIL: the files are read at once, as load_dataset does
+    part = opts.part
+    if part is not None:  # the image file's rows must be the label file's
+        n_images = idx_shape(files["train_images"])[0]
+        n_labels = idx_shape(files["train_labels"])[0]
+        if n_images != n_labels:
+            raise DataError(f"{files['train_images']} has {n_images} images but "
+                            f"{files['train_labels']} has {n_labels} labels; they must be the "
+                            "same length")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {role: pool.submit(_read_idx_file, path, role) for role, path in files.items()}
+        futures = {role: pool.submit(_read_idx_file, path, role,
+                                     part if role.startswith("train") else None)
+                   for role, path in files.items()}
         arrays = {role: f.result() for role, f in futures.items()}
-    parts = {}
+    parts, all_train_labels = {}, None
     for split in ("train", "test"):
         if f"{split}_images" not in arrays:
             continue
         images, labels = arrays[f"{split}_images"][0], arrays[f"{split}_labels"][0]
         ipath, lpath = files[f"{split}_images"], files[f"{split}_labels"]
+        offset = 0
+        if split == "train" and part is not None:
+            all_train_labels = labels.astype(np.int64)
+            _check_labels(all_train_labels, lambda i, p=lpath: f"{p} label {i}")
+            offset, stop = part_of(len(labels), *part)
+            labels = labels[offset:stop]
         if len(images) != len(labels):
             raise DataError(f"{ipath} has {len(images)} images but {lpath} has {len(labels)} "
                             "labels; they must be the same length")
@@ -339,11 +371,13 @@ def read_idx_dir(folder: Path, opts: ReadOptions) -> Source:
             raise DataError(f"{ipath} holds no images")
         if not images.flags.writeable:
             images = images.copy()
-        part = Part(images, labels.astype(np.int64), lambda i, p=lpath: f"{p} label {i}")
-        _check_labels(part.labels, part.where)
-        parts[split] = part
+        read = Part(images, labels.astype(np.int64),
+                    lambda i, p=lpath, o=offset: f"{p} label {i + o}")
+        _check_labels(read.labels, read.where)
+        parts[split] = read
     checksum = tree_digest([(files[r].name, d) for r, (_, d) in arrays.items()])
-    return Source("idx", folder, parts["train"], parts.get("test"), None, checksum, len(files))
+    return Source("idx", folder, parts["train"], parts.get("test"), None, checksum, len(files),
+                  all_train_labels=all_train_labels)
 
 
 # --------------------------------------------------------------------------- CSV
@@ -549,22 +583,34 @@ def read_npy_dir(folder: Path, opts: ReadOptions) -> Source:
         files = {k: p for k, p in files.items() if k.endswith("train")}
     arrays, entries = {}, []
     for key, path in files.items():
-        data = _read_file(path)
-        entries.append((path.name, hashlib.sha256(data).hexdigest()))
         try:
-            buffer = io.BytesIO(data)
-            arrays[key] = np.load(buffer, allow_pickle=False)
+            entries.append((path.name, file_digest(path)))
+        except OSError as e:
+            raise DataError(f"{path}: cannot read the file ({e.strerror or e})") from None
+        try:
+            arrays[key] = map_npy(path)  # memory-mapped: rows are read when they are used
         except (ValueError, OSError, EOFError) as e:
             raise DataError(f"{path}: not a NumPy .npy array ({' '.join(str(e).split())}); save "
                             "it with numpy.save") from None
         if not isinstance(arrays[key], np.ndarray):
             raise DataError(f"{path}: an .npz archive, not a .npy array; save it with numpy.save")
+    all_train_labels = None
+    if opts.part is not None:  # x_train's share; the labels whole (they name the classes)
+        x, y = arrays["x_train"], arrays["y_train"]
+        ywhat = str(files["y_train"])
+        if len(x) != len(y):
+            raise DataError(f"{files['x_train']} has {len(x)} images but {ywhat} has {len(y)} "
+                            "labels; they must be the same length")
+        all_train_labels = _as_labels(y, ywhat)
+        _check_labels(all_train_labels, lambda i: f"{ywhat}[{i}]")
+        start, stop = part_of(len(x), *opts.part)
+        arrays["x_train"], arrays["y_train"] = x[start:stop], y[start:stop]
     parts = {split: _array_part(arrays[f"x_{split}"], arrays[f"y_{split}"],
                                 str(files[f"x_{split}"]), str(files[f"y_{split}"]),
                                 opts.image_shape)
              for split in ("train", "test") if f"x_{split}" in arrays}
     return Source("npy", folder, parts["train"], parts.get("test"), None, tree_digest(entries),
-                  len(files))
+                  len(files), all_train_labels=all_train_labels)
 
 
 # --------------------------------------------------------------------------- encoded images
@@ -637,23 +683,39 @@ def _pick_column(path: Path, names: list[str], features: dict, wanted: str, hf_t
 
 def read_parquet(path: Path, opts: ReadOptions) -> Source:
     pa = _pyarrow()
-    data = _read_file(path)
-    checksum = f"sha256:{hashlib.sha256(data).hexdigest()}"
     try:
-        pf = pa.parquet.ParquetFile(pa.BufferReader(data))
+        checksum = f"sha256:{file_digest(path)}"
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    offset = 0  # the file's row of the first row read
+    try:
+        pf = pa.parquet.ParquetFile(str(path), memory_map=True)
         schema = pf.schema_arrow
         names = list(schema.names)
         features = _hf_features(schema)
         image_col = _pick_column(path, names, features, "image", "Image")
         label_col = _pick_column(path, names, features, "label", "ClassLabel")
-        table = pf.read(columns=[image_col, label_col])
+        if opts.part is None:
+            table = pf.read(columns=[image_col, label_col])
+            all_labels_col = None
+        else:  # the labels whole, the images of the row groups holding this share alone
+            all_labels_col = pf.read(columns=[label_col]).column(label_col)
+            start, stop = part_of(pf.metadata.num_rows, *opts.part)
+            bounds = np.cumsum([0] + [pf.metadata.row_group(g).num_rows
+                                      for g in range(pf.num_row_groups)])
+            groups = [g for g in range(pf.num_row_groups)
+                      if bounds[g] < stop and bounds[g + 1] > start]
+            offset = int(bounds[groups[0]]) if groups else start
+            table = pf.read_row_groups(groups, columns=[image_col, label_col]) if groups else \
+                pf.schema_arrow.empty_table().select([image_col, label_col])
+            table = table.slice(start - offset, stop - start)
+            offset = start
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())})"
                         ) from None
-    del data
 
     def row(i: int) -> str:  # rows count from 0, as datasets[i] does
-        return f"{path} row {i}"
+        return f"{path} row {i + offset}"
 
     label_type = table.schema.field(label_col).type
     if not pa.types.is_integer(label_type):
@@ -671,6 +733,14 @@ def read_parquet(path: Path, opts: ReadOptions) -> Source:
         class_names = tuple(names_meta)  # the ClassLabel's names
     _check_labels(labels, row, len(class_names) if class_names else None,
                   "the file's huggingface metadata")
+    all_labels = None
+    if all_labels_col is not None:
+        if all_labels_col.null_count:
+            i = int(np.flatnonzero(all_labels_col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise DataError(f"{path} row {i}: no label (null)")
+        all_labels = all_labels_col.to_numpy().astype(np.int64)
+        _check_labels(all_labels, lambda i: f"{path} row {i}",
+                      len(class_names) if class_names else None, "the file's huggingface metadata")
     images_col = table.column(image_col)
     itype = images_col.type
     if pa.types.is_struct(itype) and itype.get_field_index("bytes") >= 0:
@@ -694,7 +764,7 @@ def read_parquet(path: Path, opts: ReadOptions) -> Source:
         raise DataError(f"{path}: none of the {len(blobs)} images can be decoded: {skipped[0]}")
     part = _named_part(decoded.images, labels, keep, row)
     return Source("parquet", path, part, None, class_names, checksum, 1,
-                  skipped[:MAX_SKIPPED_LISTED], len(skipped))
+                  skipped[:MAX_SKIPPED_LISTED], len(skipped), all_labels)
 
 
 # --------------------------------------------------------------------------- image folders

@@ -101,17 +101,20 @@ def md5_of_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def md5_problem(path: Path, content: bytes, spec: DatasetSpec, name: str) -> str | None:
+def md5_problem(path: Path, content: bytes | None, spec: DatasetSpec, name: str,
+                content_md5: str | None = None) -> str | None:
     """Why the file ``path`` (spec file ``name``) fails its md5 check, or None if it passes.
 
-    ``content`` is the file's uncompressed payload (already in memory for parsing). The file
-    passes if the md5 of ``content`` is the spec's uncompressed md5, or if it is gzipped and its
+    ``content`` is the file's uncompressed payload (already in memory for parsing), or None
+    with ``content_md5`` its md5 (taken as it streamed by, when only part of it is kept). The
+    file passes if the md5 of ``content`` is the spec's uncompressed md5, or if it is gzipped and its
     own md5 is the spec's .gz md5 (Debian's re-gzipped copies pass the first way only). A file
     the spec knows no md5 for, in its form, is not checked.
     """
     checks = []
     if name in spec.md5_raw:
-        checks.append(("the uncompressed content", spec.md5_raw[name], lambda: md5_of(content)))
+        checks.append(("the uncompressed content", spec.md5_raw[name],
+                       lambda: content_md5 or md5_of(content)))
     if name in spec.md5_gz and is_gzip(path):
         checks.append(("the .gz file", spec.md5_gz[name], lambda: md5_of_file(path)))
     found = []
@@ -123,14 +126,15 @@ def md5_problem(path: Path, content: bytes, spec: DatasetSpec, name: str) -> str
     return "; ".join(found) or None
 
 
-def verify(path: Path, content: bytes, spec: DatasetSpec) -> None:
+def verify(path: Path, content: bytes | None, spec: DatasetSpec,
+           content_md5: str | None = None) -> None:
     """Check a found file of ``spec`` against its md5s (see :func:`md5_problem`).
 
     Raises:
         ChecksumError: naming the file, both md5s and what to do.
     """
     name = path.name.removesuffix(".gz")
-    problem = md5_problem(path, content, spec, name)
+    problem = md5_problem(path, content, spec, name, content_md5)
     if problem is not None:
         raise ChecksumError(
             f"{path}: checksum mismatch ({problem}): the file is damaged or is not {spec.name}'s "

@@ -69,6 +69,7 @@ from .formats import (
     source_checksum,
 )
 from .imagefiles import Preprocess
+from .rows import part_of
 from .sources import file_in
 from .specs import SPECS
 
@@ -304,10 +305,11 @@ def _index_digest(index: np.ndarray) -> str:
 # --------------------------------------------------------------------------- loading
 
 
-def _read(spec: DataSpec, options: DataOptions, progress: bool, want_test: bool) -> Source:
+def _read(spec: DataSpec, options: DataOptions, progress: bool, want_test: bool,
+          part: tuple[int, int] | None = None) -> Source:
     size = options.image_size or DEFAULT_IMAGE_SIZE
     read_options = ReadOptions(options.image_shape, Preprocess(size, options.invert, options.trim),
-                               options.strict, progress, want_test)
+                               options.strict, progress, want_test, part)
     path = spec.path
     if spec.kind in ("idx", "npy", "folder"):
         if not path.is_dir():
@@ -316,12 +318,18 @@ def _read(spec: DataSpec, options: DataOptions, progress: bool, want_test: bool)
     elif not path.is_file():
         raise DataError(f"{path}: {'no such file' if not path.exists() else 'not a file'}; "
                         f"{spec.kind}:PATH takes a file")
-    return READERS[spec.kind](path, read_options)
+    source = READERS[spec.kind](path, read_options)
+    if part is not None and source.all_train_labels is None:
+        # a format that cannot be read in part (CSV, .npz, image folders): read whole, keep
+        # the share
+        source.all_train_labels = source.train.labels
+        source.train = source.train.take(np.arange(*part_of(len(source.train.labels), *part)))
+    return source
 
 
 def _class_names(source: Source) -> tuple[str, ...]:
     """The training classes: the data's names, or "0" to "K-1" (K = the largest label + 1)."""
-    labels = source.train.labels
+    labels = source.train.labels if source.all_train_labels is None else source.all_train_labels
     names = source.class_names or tuple(str(k) for k in range(int(labels.max()) + 1))
     present = np.unique(labels)
     if len(present) < 2:
@@ -364,7 +372,8 @@ def _dataset(part: Part, names: tuple[str, ...], label: str) -> ImageDataset:
 
 
 def load_data_spec(spec: str | os.PathLike | DataSpec, options: DataOptions | None = None,
-                   progress: bool = False) -> tuple[ImageDataset, ImageDataset, dict]:
+                   progress: bool = False, shard: tuple[int, int] | None = None
+                   ) -> tuple[ImageDataset, ImageDataset, dict]:
     """Load a user's dataset into memory: ``(train, test, record)``.
 
     Args:
@@ -372,6 +381,9 @@ def load_data_spec(spec: str | os.PathLike | DataSpec, options: DataOptions | No
             (use :func:`softmaxlab.data.load_dataset` for those).
         options: how to read, split and preprocess it (default ``DataOptions()``).
         progress: show tqdm bars on stderr while reading and decoding.
+        shard: (rank, world_size): the training split holds only that rank's contiguous share
+            of the rows (``rows.part_of``); IDX, .npy and Parquet are read in part, the other
+            formats whole and then cut. The data needs a test set of its own (or --test-data).
     Returns:
         uint8 (N, H, W) / int64 ImageDatasets with the data's class names, and the record (see
         the module docstring) to store with the run.
@@ -392,7 +404,7 @@ def load_data_spec(spec: str | os.PathLike | DataSpec, options: DataOptions | No
                               "set of your data; give KIND:PATH or a path")
     _check_applicable(options, {spec.kind} | ({test_spec.kind} if test_spec else set()))
 
-    source = _read(spec, options, progress, want_test=test_spec is None)
+    source = _read(spec, options, progress, test_spec is None, shard)
     test_source = _read(test_spec, options, progress, want_test=True) if test_spec else None
     train_part = source.train
     split_index = None
@@ -409,6 +421,11 @@ def load_data_spec(spec: str | os.PathLike | DataSpec, options: DataOptions | No
 
     names = _class_names(source)
     skipped: list[str] = []
+    if test_part is None and shard is not None:
+        raise ConfigError(f"{spec}: sharded training needs data with a test set (IDX t10k files, "
+                          "x_test/y_test arrays, train/ and test/ folders) or --test-data: "
+                          "holding out a test split takes every row, which a shard does not "
+                          "read")
     if test_part is None:
         fraction = options.test_split or DEFAULT_TEST_SPLIT
         train_index, split_index = stratified_split(train_part.labels, fraction,
@@ -451,7 +468,8 @@ def load_data_spec(spec: str | os.PathLike | DataSpec, options: DataOptions | No
         "image_shape": list(train_part.images.shape[1:]),
         "class_names": list(names),
         "num_classes": len(names),
-        "n_train": len(train_part.labels),
+        "n_train": len(train_part.labels if source.all_train_labels is None
+                       else source.all_train_labels),
         "n_test": len(test_part.labels),
         "split_digest": _index_digest(split_index) if split_index is not None else None,
         "image_preprocessing": ({"size": size, "invert": options.invert, "trim": options.trim}
@@ -515,7 +533,8 @@ def check_record(record: dict) -> None:
             raise _changed(path, source, checksum, files)
 
 
-def load_from_record(record: dict, progress: bool = False) -> tuple[ImageDataset, ImageDataset]:
+def load_from_record(record: dict, progress: bool = False, shard: tuple[int, int] | None = None
+                     ) -> tuple[ImageDataset, ImageDataset]:
     """Load the same ``(train, test)`` splits as when ``record`` was made (for evaluate,
     ``--resume``, report): same files, checked against their checksums, same options.
 
@@ -529,7 +548,7 @@ def load_from_record(record: dict, progress: bool = False) -> tuple[ImageDataset
         options = DataOptions.from_dict(record["options"])
     except (KeyError, TypeError) as e:
         raise DataError(f"the run's data record is damaged ({e}); train a new run") from None
-    train, test, now = load_data_spec(sources["train"]["spec"], options, progress)
+    train, test, now = load_data_spec(sources["train"]["spec"], options, progress, shard)
     for role, source in sources.items():
         new = now["sources"][role]
         if new["checksum"] != source["checksum"]:
