@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from conftest import PAUSE, command, train_args
 from softmaxlab.cli import build_parser
-from softmaxlab.errors import EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGTERM
+from softmaxlab.errors import EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGPIPE, EXIT_SIGTERM
 
 # a bare ValueError raised deep inside training: in the tuned path's gradient of a batch
 BUG = """\
@@ -113,3 +113,18 @@ def test_the_parsed_args_are_read_never_written(tiny_idx_dir, tmp_path, argv):
     args.handler(args)
     assert vars(args) == before
     assert isinstance(args, argparse.Namespace)
+
+
+def test_a_closed_output_pipe_stops_quietly_with_141(tmp_path):
+    """`softmaxlab data list | head -1`: the reader goes away before the output is written."""
+    import os
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # nobody will read: the first write gets EPIPE
+    with open(tmp_path / "err", "w") as err:
+        code = subprocess.run([sys.executable, "-m", "softmaxlab", "data", "list"], stdout=write,
+                              stderr=err, timeout=120, check=False).returncode
+    os.close(write)
+    assert code == EXIT_SIGPIPE
+    assert (tmp_path / "err").read_text() == ""  # no traceback, no message

@@ -28,6 +28,7 @@ EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_SIGINT = 130
+EXIT_SIGPIPE = 141  # stdout's reader went away (`| head`): stop quietly, as a shell tool does
 EXIT_SIGTERM = 143
 
 

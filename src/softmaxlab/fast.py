@@ -186,21 +186,27 @@ def _reused_batches(inputs: torch.Tensor, ys: Sequence[torch.Tensor],
     """
     size, shape = max(y.shape[0] for y in ys), inputs.shape[1:]  # (sharded: sizes vary)
     scale = inputs.dtype == torch.uint8
+    # Images stored transposed (EMNIST's: an upright view of the file's array): gather whole
+    # stored rows (contiguous copies, 2.5x faster than gathering the view's strided pixels) and
+    # transpose in the conversion's one pass
+    stored = inputs.transpose(1, 2) if scale and inputs.dim() == 3 and \
+        not inputs.is_contiguous() and inputs.transpose(1, 2).is_contiguous() else inputs
     if scale:
         shape = (1, *shape)  # images get their channel: (k, 1, H, W), as the plain batches
     buffer = torch.empty(size, *shape, dtype=dtype, device=inputs.device)
-    staging = torch.empty(size, *inputs.shape[1:], dtype=inputs.dtype, device=inputs.device)
-    views: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    staging = torch.empty(size, *stored.shape[1:], dtype=inputs.dtype, device=inputs.device)
+    views: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     for y, idx in zip(ys, idxs):
         k = y.shape[0]
         view = views.get(k)
         if view is None:  # the full size, and the last batch's
-            view = views[k] = (staging[:k] if scale else buffer[:k].view(k, *inputs.shape[1:]),
-                               buffer[:k])
-        gathered, dest = view
-        torch.index_select(inputs, 0, idx, out=gathered)
+            gathered = staging[:k] if scale else buffer[:k].view(k, *inputs.shape[1:])
+            upright = gathered.transpose(1, 2) if stored is not inputs else gathered
+            view = views[k] = (gathered, upright.unsqueeze(1) if scale else upright, buffer[:k])
+        gathered, upright, dest = view
+        torch.index_select(stored, 0, idx, out=gathered)
         if scale:
-            torch.div(gathered.view(dest.shape), 255.0, out=dest)  # convert and scale in one pass
+            torch.div(upright, 255.0, out=dest)  # convert (and transpose) and scale in one pass
         yield dest, y
 
 

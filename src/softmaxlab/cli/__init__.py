@@ -3,7 +3,7 @@
 Each command lives in its own module with ``register(subparsers)``; its handler returns an exit
 code. The exit codes are those of ``softmaxlab.errors``: softmaxlab's own errors end with one line
 on stderr (2, or 3 when training diverged), anything else is a bug and shows its traceback (1);
-Ctrl-C gives 130 and SIGTERM 143. ``--debug`` or ``SOFTMAXLAB_DEBUG=1`` shows the traceback of
+Ctrl-C gives 130, a closed output pipe 141 and SIGTERM 143. ``--debug`` or ``SOFTMAXLAB_DEBUG=1`` shows the traceback of
 every error.
 """
 
@@ -18,7 +18,14 @@ import threading
 import traceback
 
 from .. import __version__
-from ..errors import EXIT_BUG, EXIT_SIGINT, EXIT_SIGTERM, SoftmaxlabError, Terminated
+from ..errors import (
+    EXIT_BUG,
+    EXIT_SIGINT,
+    EXIT_SIGPIPE,
+    EXIT_SIGTERM,
+    SoftmaxlabError,
+    Terminated,
+)
 
 # command modules, in the order `softmaxlab --help` lists them
 COMMANDS = ["train", "evaluate", "predict", "report", "export", "show", "data", "losses"]
@@ -30,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="softmaxlab",
         description="Softmax regression on Fashion-MNIST and other IDX image datasets.",
         epilog="Exit codes: 0 success, 1 a bug (traceback shown), 2 bad input or an OS fault on "
-               "your paths, 3 training diverged, 130 interrupted, 143 terminated.",
+               "your paths, 3 training diverged, 130 interrupted, 141 output pipe closed, 143 "
+               "terminated.",
     )
     parser.add_argument("--version", action="version", version=f"softmaxlab {__version__}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
@@ -100,6 +108,9 @@ def run(argv: list[str] | None = None) -> None:
         code = main(argv)
     except SystemExit as e:  # argparse's --help, --version and usage errors
         code = e.code
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_SIGPIPE
     except Exception:  # noqa: BLE001 (a bug: show it, so that it gets reported)
         traceback.print_exc()
         code = EXIT_BUG

@@ -66,8 +66,9 @@ def add_data_args(p: argparse.ArgumentParser, dataset: bool = True, group=None,
         g.add_argument("--dataset", metavar="SPEC", default=None,
                        help=f"{DATASET_HELP} (default: {DEFAULT_DATASET})")
     g.add_argument("--data-dir", metavar="DIR", default=None,
-                   help="for a named dataset: use only DIR, which holds the four IDX files (.gz "
-                        "or raw), downloading missing ones into it (default: $SOFTMAXLAB_DATA, "
+                   help="for a named dataset: use only DIR, which holds its four IDX files (.gz "
+                        "or raw; EMNIST: or its gzip.zip), downloading missing ones into it; raw "
+                        "files are memory-mapped (default: $SOFTMAXLAB_DATA, "
                         "else look in ~/.cache/softmaxlab/<dataset>, /usr/share/datasets/"
                         "fashion-mnist (Debian's dataset-fashion-mnist), ./data/<Name>/raw, "
                         "../data/<Name>/raw, then download into the cache)")
