@@ -11,6 +11,7 @@ import torch
 from sklearn.datasets import load_digits, make_classification
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_info
 
 from softmaxlab import estimator as est
 from softmaxlab.config import RECIPES, TrainConfig, lr_at
@@ -182,12 +183,16 @@ def test_small_problems_run_on_one_thread_and_start_no_threads(monkeypatch, digi
     X_tr = StandardScaler().fit_transform(X_tr)
     seen = []
 
+    def blas_threads() -> int:
+        return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
     def spying(*args, **kwargs):
-        seen.append(torch.get_num_threads())
+        # torch's threads, and numpy's and scipy's BLAS threads (scipy's L-BFGS-B steps)
+        seen.append((torch.get_num_threads(), blas_threads()))
         return objective(*args, **kwargs)
 
     monkeypatch.setattr(est, "objective", spying)
-    threads = torch.get_num_threads()
+    threads, blas_before = torch.get_num_threads(), blas_threads()
     torch.set_num_threads(2)
     try:
         for solver in ("lbfgs", "sgd"):  # warm up (torch starts its pool on first use)
@@ -197,13 +202,14 @@ def test_small_problems_run_on_one_thread_and_start_no_threads(monkeypatch, digi
             clf = SoftmaxRegression(solver=solver, random_state=0).fit(X_tr, y_tr)
             clf.predict_proba(X_te)
             assert torch.get_num_threads() == 2  # restored
-        assert set(seen) == {1}
+        assert {t for t, _ in seen} == {1}
+        assert {b for _, b in seen} == {1} and blas_threads() == blas_before  # then restored
         assert len(list(Path("/proc/self/task").iterdir())) == tasks  # none started, none left
         # a large problem keeps every thread
         monkeypatch.setattr(est, "_SERIAL_WORK", 0)
         seen.clear()
         SoftmaxRegression(solver="lbfgs").fit(X_tr, y_tr)
-        assert set(seen) == {2}
+        assert {t for t, _ in seen} == {2}
     finally:
         torch.set_num_threads(threads)
 

@@ -65,6 +65,7 @@ still imports, but creating a ``SoftmaxRegression`` raises ``ImportError`` sayin
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import numbers
@@ -292,9 +293,18 @@ def _threads_for(work: int) -> Iterator[None]:
         return
     torch.set_num_threads(1)
     try:
-        yield
+        with _blas().limit(limits=1, user_api="blas"):  # scipy's L-BFGS-B's vector operations
+            yield
     finally:
         torch.set_num_threads(threads)
+
+
+@functools.cache
+def _blas():
+    """numpy's and scipy's BLAS thread pools (found once: looking them up takes milliseconds)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
