@@ -103,16 +103,23 @@ def test_fast_class_major_losses_equal_the_reference(name, dtype):
     assert torch.equal(o_t, before)  # the scores are never changed in place
 
 
-def test_score_store_gives_each_batch_its_columns_across_blocks():
-    store = ScoreStore(3, torch.float64, block=5)
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_score_store_folds_its_blocks_into_the_epochs_sums(loss):
+    value_t = LOSSES_T[loss][0]
     batches = [torch.randn(3, k, dtype=torch.float64) for k in (2, 2, 3, 7, 1)]
-    for b in batches:
+    labels = torch.randint(0, 3, (15,))
+    store = ScoreStore(3, torch.float64, labels, value_t, block=5)
+    for b in batches:  # [2 2 | 3 | 7 | 1]: a batch never straddles two blocks
         view = store.next(b.shape[1])
         assert view.shape == b.shape
         view.copy_(b)
-    torch.testing.assert_close(store.scores(), torch.cat(batches, dim=1), rtol=0, atol=0)
-    assert len(store.blocks) == 4  # [2 2 | 3 | 7 | 1]: a batch never straddles two blocks
-    assert ScoreStore(4, torch.float32).scores().shape == (4, 0)
+    o_t = torch.cat(batches, dim=1)
+    expected = torch.stack([value_t(o_t, labels).sum(), (o_t.argmax(0) == labels).sum().double(),
+                            torch.tensor(15.0, dtype=torch.float64)])
+    torch.testing.assert_close(store.totals(), expected)
+    assert store.data.shape == (3, 7)  # one block, grown once for the batch larger than it
+    empty = ScoreStore(4, torch.float32, labels[:0], value_t).totals()
+    assert empty.tolist() == [0.0, 0.0, 0.0]
 
 
 def test_scratch_backward_is_autograd_of_the_loss():

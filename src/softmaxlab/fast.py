@@ -11,11 +11,13 @@ around them is kept to a few kernels and little Python. The tricks, each with it
   W^T += -lr/B · dS^T X is one ``addmm_`` into the weights (momentum: into the velocity), with no
   gradient tensor in between.
 - **Only the gradient per batch**: softmax(o) − onehot(y) in two kernels; the losses and the
-  accuracy of the whole epoch come at its end from the scores kept in a ``ScoreStore`` (no sync
-  and no ``float()`` per batch).
-- **Scores kept in blocks** (``ScoreStore``): a handful of allocations per epoch instead of a
-  small tensor per batch; thousands of those, alive between each batch's temporaries, fragment the
-  heap (+150 MB of resident memory on Fashion-MNIST).
+  accuracy come from the scores written into a ``ScoreStore`` block, folded into two running
+  sums once per block of 65,536 examples (a few large kernels instead of several small ones per
+  batch; no sync and no ``float()`` until the epoch's end).
+- **One reused block of scores** (``ScoreStore``): no allocation per batch; thousands of small
+  tensors alive between each batch's temporaries fragment the heap (+150 MB of resident memory
+  on Fashion-MNIST), and keeping every score of an epoch would take C x N floats (173 MB at
+  EMNIST-byclass's 697,932 images and 62 classes).
 - **Reused buffers** (``_reused_batches``): each batch is one gather and one conversion into the
   same two buffers, which the loop is done with before it asks for the next batch.
 - **Views and constants made once**: per-epoch views of the parameters, the batches' views made
@@ -145,34 +147,48 @@ LOSSES_T = {"ce": (_ce_value_t, _ce_grad_t), "mse": (_mse_value_t, _mse_grad_t)}
 
 
 class ScoreStore:
-    """The class-major scores (C, n) of an epoch's batches, kept for the end of the epoch.
+    """The class-major scores (C, k) of an epoch's batches, folded into the epoch's loss and
+    accuracy sums a block at a time.
 
-    ``next(k)`` gives a (C, k) view to write a batch's scores into; ``scores()`` all of them.
-    They live in blocks of ``block`` columns.
+    ``next(k)`` gives a (C, k) view of the block to write a batch's scores into; when the block
+    is full it is folded: ``value_t`` and the correct predictions of its columns, against
+    ``labels`` (the epoch's labels in batch order), are added to ``sums`` (tensors: no sync), and
+    the block is reused. ``totals()`` folds the rest: (loss sum, correct, examples) as float64.
+    One block of memory (C x ``block``) whatever the data size, and each fold is a few kernels
+    over many columns.
     """
 
-    def __init__(self, num_classes: int, dtype: torch.dtype, device: torch.device | None = None,
+    def __init__(self, num_classes: int, dtype: torch.dtype, labels: torch.Tensor,
+                 value_t: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  block: int = 65536) -> None:
-        self.num_classes, self.dtype, self.device, self.block = num_classes, dtype, device, block
-        self.blocks: list[torch.Tensor] = []
-        self.used = 0  # columns used in the last block
+        self.labels, self.value_t = labels, value_t
+        self.data = torch.empty(num_classes, block, dtype=dtype, device=labels.device)
+        self.sums = torch.zeros(2, dtype=torch.float64, device=labels.device)
+        self.used = 0  # columns of the block in use
+        self.done = 0  # examples folded so far
 
     def next(self, k: int) -> torch.Tensor:
-        if not self.blocks or self.used + k > self.blocks[-1].shape[1]:
-            if self.blocks:
-                self.blocks[-1] = self.blocks[-1][:, :self.used]
-            self.blocks.append(torch.empty(self.num_classes, max(k, self.block), dtype=self.dtype,
-                                           device=self.device))
-            self.used = 0
-        view = self.blocks[-1].narrow(1, self.used, k)  # (narrow: cheaper than [:, a:b])
+        if self.used + k > self.data.shape[1]:
+            self._fold()
+            if k > self.data.shape[1]:
+                self.data = self.data.new_empty(self.data.shape[0], k)
+        view = self.data.narrow(1, self.used, k)  # (narrow: cheaper than [:, a:b])
         self.used += k
         return view
 
-    def scores(self) -> torch.Tensor:
-        if not self.blocks:
-            return torch.empty(self.num_classes, 0, dtype=self.dtype, device=self.device)
-        last = self.blocks[-1][:, :self.used]
-        return last if len(self.blocks) == 1 else torch.cat([*self.blocks[:-1], last], dim=1)
+    def _fold(self) -> None:
+        if not self.used:
+            return
+        o_t = self.data.narrow(1, 0, self.used)
+        y = self.labels.narrow(0, self.done, self.used)
+        self.sums += torch.stack([self.value_t(o_t, y).double().sum(),
+                                  (o_t.max(0).indices == y).sum().double()])
+        self.done += self.used
+        self.used = 0
+
+    def totals(self) -> torch.Tensor:
+        self._fold()
+        return torch.cat([self.sums, self.sums.new_tensor([self.done])])
 
 
 def _reused_batches(inputs: torch.Tensor, ys: Sequence[torch.Tensor],
@@ -266,7 +282,7 @@ class FastSGD:
             batches = wrap(batches, len(ys))
         step = self._fused_step(W_t, b) if grad_hook is None else \
             self._hooked_step(W_t, b, grad_hook)
-        store = ScoreStore(W_t.shape[0], W_t.dtype, W_t.device)
+        store = ScoreStore(W_t.shape[0], W_t.dtype, labels, self.value_t)
         b_col, grad_t, n_in = b.unsqueeze(1), self.grad_t, W_t.shape[1]
         with torch.no_grad():
             for (X, y), k in zip(batches, ks):
@@ -274,11 +290,7 @@ class FastSGD:
                 X2 = X.reshape(n, n_in)
                 o_t = torch.addmm(b_col, W_t, X2.t(), out=store.next(n))  # (C, n)
                 step(X2, grad_t(o_t, y), k)
-            o_t = store.scores()
-            sums = torch.stack([self.value_t(o_t, labels).double().sum(),
-                                (o_t.max(0).indices == labels).sum().double(),
-                                torch.tensor(labels.shape[0], dtype=torch.float64,
-                                             device=labels.device)])
+            sums = store.totals()
         if shard is not None:
             shard.all_reduce(sums)
         loss_sum, correct, n = sums.tolist()
