@@ -11,7 +11,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 export PYTHON VENV TORCH_SPEC USE_SYSTEM_TORCH
 
-.PHONY: run test setup bench lint clean
+.PHONY: run test setup bench bench-scale lint clean
 
 run: setup
 	$(VENV)/bin/softmaxlab train $(ARGS)
@@ -25,6 +25,12 @@ setup:
 bench: setup
 	EXTRAS=test,bench bash scripts/setup.sh
 	$(VENV)/bin/python benchmarks/bench.py
+
+# generated data of EMNIST-byclass's shape (~0.9 GB, cached in ~/.cache/softmaxlab/bench_scale);
+# about 15 minutes on 2 cores (a minute more the first time, to generate the data)
+bench-scale: setup
+	EXTRAS=test,bench bash scripts/setup.sh
+	$(VENV)/bin/python benchmarks/bench_scale.py --out BENCHMARKS.md
 
 lint: setup
 	$(VENV)/bin/python -m ruff check src tests benchmarks examples
