@@ -108,6 +108,7 @@ def test_score_store_folds_its_blocks_into_the_epochs_sums(loss):
     value_t = LOSSES_T[loss][0]
     batches = [torch.randn(3, k, dtype=torch.float64) for k in (2, 2, 3, 7, 1)]
     labels = torch.randint(0, 3, (15,))
+    # (pieces of one size are folded together, as one (C, m, k) view)
     store = ScoreStore(3, torch.float64, labels, value_t, block=5)
     for b in batches:  # [2 2 | 3 | 7 | 1]: a batch never straddles two blocks
         view = store.next(b.shape[1])
@@ -117,7 +118,7 @@ def test_score_store_folds_its_blocks_into_the_epochs_sums(loss):
     expected = torch.stack([value_t(o_t, labels).sum(), (o_t.argmax(0) == labels).sum().double(),
                             torch.tensor(15.0, dtype=torch.float64)])
     torch.testing.assert_close(store.totals(), expected)
-    assert store.data.shape == (3, 7)  # one block, grown once for the batch larger than it
+    assert store.data.numel() == 3 * 7  # one block, grown once for the batch larger than it
     empty = ScoreStore(4, torch.float32, labels[:0], value_t).totals()
     assert empty.tolist() == [0.0, 0.0, 0.0]
 

@@ -11,15 +11,17 @@ around them is kept to a few kernels and little Python. The tricks, each with it
   W^T += -lr/B · dS^T X is one ``addmm_`` into the weights (momentum: into the velocity), with no
   gradient tensor in between.
 - **Only the gradient per batch**: softmax(o) − onehot(y) in two kernels; the losses and the
-  accuracy come from the scores written into a ``ScoreStore`` block, folded into two running
-  sums once per block of 65,536 examples (a few large kernels instead of several small ones per
-  batch; no sync and no ``float()`` until the epoch's end).
+  accuracy come from the scores written into a ``ScoreStore`` block (a contiguous piece per
+  batch, so the product writes it and the softmax reads it without copies), folded into two
+  running sums once per block of 65,536 examples (a few large kernels instead of several small
+  ones per batch; no sync and no ``float()`` until the epoch's end).
 - **One reused block of scores** (``ScoreStore``): no allocation per batch; thousands of small
   tensors alive between each batch's temporaries fragment the heap (+150 MB of resident memory
   on Fashion-MNIST), and keeping every score of an epoch would take C x N floats (173 MB at
   EMNIST-byclass's 697,932 images and 62 classes).
-- **Reused buffers** (``_reused_batches``): each batch is one gather and one conversion into the
-  same two buffers, which the loop is done with before it asks for the next batch.
+- **Reused buffers** (``_reused_batches``): each batch is one gather, one conversion and one
+  in-place scaling into the same two buffers, which the loop is done with before it asks for the
+  next batch (``torch.div(uint8, 255, out=float)`` would convert into a temporary first).
 - **Views and constants made once**: per-epoch views of the parameters, the batches' views made
   once per size, the -1 of the one-hot cached per shape; the Python around a batch's few kernels
   is a good part of an epoch.
@@ -150,41 +152,50 @@ class ScoreStore:
     """The class-major scores (C, k) of an epoch's batches, folded into the epoch's loss and
     accuracy sums a block at a time.
 
-    ``next(k)`` gives a (C, k) view of the block to write a batch's scores into; when the block
-    is full it is folded: ``value_t`` and the correct predictions of its columns, against
-    ``labels`` (the epoch's labels in batch order), are added to ``sums`` (tensors: no sync), and
-    the block is reused. ``totals()`` folds the rest: (loss sum, correct, examples) as float64.
-    One block of memory (C x ``block``) whatever the data size, and each fold is a few kernels
-    over many columns.
+    ``next(k)`` gives a contiguous (C, k) piece of the block to write a batch's scores into (the
+    forward product writes it directly and the softmax reads it as it is, with no copies); when
+    the block is full it is folded: ``value_t`` and the correct predictions of its examples,
+    against ``labels`` (the epoch's labels in batch order), are added to ``sums`` (tensors: no
+    sync), and the block is reused. Runs of pieces of one size are folded as one (C, m, k) view:
+    a few kernels over many examples. ``totals()`` folds the rest: (loss sum, correct, examples)
+    as float64. One block of memory (C x ``block``) whatever the data size.
     """
 
     def __init__(self, num_classes: int, dtype: torch.dtype, labels: torch.Tensor,
                  value_t: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                  block: int = 65536) -> None:
-        self.labels, self.value_t = labels, value_t
-        self.data = torch.empty(num_classes, block, dtype=dtype, device=labels.device)
+        self.labels, self.value_t, self.num_classes = labels, value_t, num_classes
+        self.data = torch.empty(num_classes * block, dtype=dtype, device=labels.device)
         self.sums = torch.zeros(2, dtype=torch.float64, device=labels.device)
-        self.used = 0  # columns of the block in use
+        self.pieces: list[int] = []  # the examples of each piece in the block
+        self.used = 0  # examples in the block
         self.done = 0  # examples folded so far
 
     def next(self, k: int) -> torch.Tensor:
-        if self.used + k > self.data.shape[1]:
+        C = self.num_classes
+        if (self.used + k) * C > self.data.numel():
             self._fold()
-            if k > self.data.shape[1]:
-                self.data = self.data.new_empty(self.data.shape[0], k)
-        view = self.data.narrow(1, self.used, k)  # (narrow: cheaper than [:, a:b])
+            if k * C > self.data.numel():
+                self.data = self.data.new_empty(k * C)
+        view = self.data.narrow(0, self.used * C, k * C).view(C, k)
         self.used += k
+        self.pieces.append(k)
         return view
 
     def _fold(self) -> None:
-        if not self.used:
-            return
-        o_t = self.data.narrow(1, 0, self.used)
-        y = self.labels.narrow(0, self.done, self.used)
-        self.sums += torch.stack([self.value_t(o_t, y).double().sum(),
-                                  (o_t.max(0).indices == y).sum().double()])
+        C, start, i = self.num_classes, 0, 0
+        while i < len(self.pieces):
+            k, j = self.pieces[i], i
+            while j < len(self.pieces) and self.pieces[j] == k:
+                j += 1
+            m = j - i  # pieces i..j-1, each (C, k): one (C, m, k) view
+            o_t = self.data.narrow(0, start * C, m * k * C).view(m, C, k).transpose(0, 1)
+            y = self.labels.narrow(0, self.done + start, m * k).view(m, k)
+            self.sums += torch.stack([self.value_t(o_t, y).double().sum(),
+                                      (o_t.max(0).indices == y).sum().double()])
+            start, i = start + m * k, j
         self.done += self.used
-        self.used = 0
+        self.used, self.pieces = 0, []
 
     def totals(self) -> torch.Tensor:
         self._fold()
@@ -197,7 +208,7 @@ def _reused_batches(inputs: torch.Tensor, ys: Sequence[torch.Tensor],
     """(X (k, ...) of ``dtype``, y) per batch, X in a buffer the next batch overwrites.
 
     inputs: uint8 images (N, H, W), each batch gathered then scaled to [0, 1] exactly as
-    ``ImageDataset.to_float`` (``x / 255``, in one pass), or floating features (N, ...) gathered as
+    ``ImageDataset.to_float`` (``x / 255``), or floating features (N, ...) gathered as
     they are; ys, idxs: each batch's labels and example indices.
     """
     size, shape = max(y.shape[0] for y in ys), inputs.shape[1:]  # (sharded: sizes vary)
@@ -222,7 +233,9 @@ def _reused_batches(inputs: torch.Tensor, ys: Sequence[torch.Tensor],
         gathered, upright, dest = view
         torch.index_select(stored, 0, idx, out=gathered)
         if scale:
-            torch.div(upright, 255.0, out=dest)  # convert (and transpose) and scale in one pass
+            # convert (and transpose) into the buffer, then scale it in place: exactly x / 255,
+            # without the temporary that torch.div(uint8, float, out=) makes
+            dest.copy_(upright).div_(255.0)
         yield dest, y
 
 
