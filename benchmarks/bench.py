@@ -245,7 +245,10 @@ def main() -> None:
     text = (f"# Benchmarks\n\nMachine: {machine}. Date: {time.strftime('%Y-%m-%d')}.\n\n"
             f"Command: `python benchmarks/bench.py --threads {args.threads} --repeats "
             f"{args.repeats}{' --quick' if args.quick else ''}` (or `make bench`).\n\n{table}\n")
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    old = out.read_text() if out.exists() else ""
+    others = old.find("\n## ")  # the other benchmarks' sections follow this one's: kept
+    out.write_text(text + ("" if others < 0 else old[others:]))
     print(f"\nwrote {args.out}")
 
 
