@@ -243,6 +243,10 @@ def test_cross_entropy_and_grad_in_one_pass_matches_torch(dtype):
     torch.testing.assert_close(both[0], losses)
     mse = F.LOSSES["mse"].value_and_grad(o, y)  # losses without one: the two calls
     torch.testing.assert_close(mse[1], F.onehot_mse_grad(o, y))
+    # the gradient of a mean: scaled in the same pass
+    torch.testing.assert_close(F.cross_entropy_and_grad(o, y, 0.25)[1], 0.25 * auto.grad)
+    torch.testing.assert_close(F.LOSSES["mse"].value_and_grad(o, y, 0.25)[1],
+                               0.25 * F.onehot_mse_grad(o, y))
     with pytest.raises(ValueError, match="out of range"):
         F.cross_entropy_and_grad(o, torch.full_like(y, o.shape[1]))
 

@@ -142,13 +142,14 @@ def cross_entropy_grad(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return softmax(logits) - one_hot(y, logits.shape[1], logits.dtype)
 
 
-def cross_entropy_and_grad(logits: torch.Tensor, y: torch.Tensor
+def cross_entropy_and_grad(logits: torch.Tensor, y: torch.Tensor, scale: float = 1.0
                            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cross_entropy(o, y, "none")`` and ``cross_entropy_grad(o, y)`` sharing one softmax.
+    """``cross_entropy(o, y, "none")`` and ``scale * cross_entropy_grad(o, y)`` sharing one softmax.
 
     With m the row max, e = exp(o - m) and s = sum e: loss = (m - o_y) + log s, and the gradient
     e / s - onehot(y). (N, C), (N,) -> (losses (N,), grad (N, C)). Full-batch solvers evaluate
-    both at every step; one pass over the scores instead of two.
+    both at every step (and want the gradient of the mean: ``scale`` = 1/N, applied in the same
+    pass); one pass over the scores instead of three.
     """
     _check_labels(logits, y)
     m = logits.amax(dim=1, keepdim=True)
@@ -156,7 +157,9 @@ def cross_entropy_and_grad(logits: torch.Tensor, y: torch.Tensor
     s = e.sum(dim=1, keepdim=True)
     y_ = y.long().unsqueeze(1)
     losses = (m - logits.gather(1, y_) + torch.log(s)).squeeze(1)  # (m - o_y first: exact)
-    grad = e.div_(s).scatter_add_(1, y_, logits.new_full((logits.shape[0], 1), -1.0))
+    if scale != 1.0:
+        s.div_(scale)  # e / (s / scale) = scale * e / s
+    grad = e.div_(s).scatter_add_(1, y_, logits.new_full((logits.shape[0], 1), -scale))
     return losses, grad
 
 
@@ -266,13 +269,17 @@ class Loss:
     grad: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     default_lr: float  # the learning rate that trains well with the chapter's recipe
     help: str
-    # (value, grad) in one pass where the loss has one; else the two calls
-    both: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+    # (value, scale * grad) in one pass where the loss has one; else the two calls
+    both: Callable[[torch.Tensor, torch.Tensor, float],
+                   tuple[torch.Tensor, torch.Tensor]] | None = None
 
-    def value_and_grad(self, o: torch.Tensor, y: torch.Tensor
+    def value_and_grad(self, o: torch.Tensor, y: torch.Tensor, scale: float = 1.0
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(value(o, y), grad(o, y)), in one pass when the loss has one."""
-        return self.both(o, y) if self.both is not None else (self.value(o, y), self.grad(o, y))
+        """(value(o, y), scale * grad(o, y)), in one pass when the loss has one."""
+        if self.both is not None:
+            return self.both(o, y, scale)
+        grad = self.grad(o, y)
+        return self.value(o, y), grad if scale == 1.0 else grad.mul_(scale)
 
 
 LOSSES = {

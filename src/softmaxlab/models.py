@@ -125,11 +125,11 @@ def objective(W: torch.Tensor, b: torch.Tensor, X: torch.Tensor, y: torch.Tensor
     and the scikit-learn estimator minimise this.
     """
     o = torch.addmm(b, X, W)
-    losses, dS = loss.value_and_grad(o, y)  # dS (N, C): d loss_i / d scores_i
-    if sample_weight is None:
+    if sample_weight is None:  # dS (N, C): d value / d scores
+        losses, dS = loss.value_and_grad(o, y, 1.0 / X.shape[0])
         value = losses.mean()
-        dS.div_(X.shape[0])  # (N, C): d value / d scores
     else:
+        losses, dS = loss.value_and_grad(o, y)
         value = sample_weight @ losses
         dS.mul_(sample_weight.unsqueeze(1))
     if weight_decay:
