@@ -312,6 +312,38 @@ def test_standardizer_matches_numpy(data):
     torch.testing.assert_close(st.std, torch.from_numpy(std).float())
 
 
+def test_standardizer_on_pixel_counts_equals_it_on_scaled_pixels(data):
+    """apply_counts_ (the 1/255 folded into the multiply-add) = the Standardizer of x / 255."""
+    train, _ = data
+    st = Standardizer.fit(train.images)
+    counts = train.images[:50].unsqueeze(1).float()
+    want = st(counts / 255)
+    assert st.apply_counts_(counts) is counts
+    torch.testing.assert_close(counts, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["standardizer", "callable"])
+def test_fast_epoch_with_a_preparation_equals_the_plain_loop(data, kind):
+    """A Standardizer, folded into the uint8 conversion, or any other in-place preparation of the
+    [0, 1] batches: the same parameters as the plain loop that prepares each batch."""
+    train, _ = data
+    st = Standardizer.fit(train.images)
+    prepare = st if kind == "standardizer" else (lambda X: X.sub_(0.5))
+    plain = create_model("scratch", 784, 10, seed=2)
+    fast = create_model("scratch", 784, 10, seed=2)
+    updater = SGD(plain.parameters(), 0.05, 0.9)
+    opt = FastSGD(fast, "ce", 0.05, 0.9)
+    for epoch in range(2):
+        batches = train.batches(64, shuffle=True, seed=5, epoch=epoch)
+        want = train_epoch(plain, ((prepare(X), y) for X, y in batches), LOSSES["ce"], updater)
+        got = opt.train_epoch(train.images, train.labels, 64, epoch_permutation(len(train), 5, epoch),
+                              prepare)
+        assert got[0] == pytest.approx(want[0], rel=1e-5, abs=1e-6)
+    assert not torch.equal(weights(fast)[0], init_params(784, 10, seed=2)[0])
+    for w_fast, w_plain in zip(weights(fast), weights(plain)):
+        torch.testing.assert_close(w_fast, w_plain, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("bad", [{"impl": "x"}, {"lr": 0.0}, {"batch_size": 0},
                                  {"epochs": -1}, {"momentum": 1.0}, {"loss": "hinge"},
                                  {"lr_schedule": "linear"}, {"val_split": -2}])

@@ -54,6 +54,7 @@ class Standardizer:
         # (x - mean) / std as one fused multiply-add: x * (1 / std) + (-mean / std)
         self._scale = 1.0 / self.std
         self._shift = -self.mean / self.std
+        self._scale_counts = self._scale / 255.0  # for pixel values 0-255: x / 255 folded in
 
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
         """X float (B, 1, H, W) in [0, 1] -> a new standardised tensor of the same shape."""
@@ -62,6 +63,11 @@ class Standardizer:
     def apply_(self, X: torch.Tensor) -> torch.Tensor:
         """``self(X)`` written into X itself (one pass, no allocation); returns X."""
         return torch.addcmul(self._shift, X, self._scale, out=X)
+
+    def apply_counts_(self, X: torch.Tensor) -> torch.Tensor:
+        """``self(X / 255)`` for float X holding pixel values 0-255, in place in one pass (the
+        scaling folded into the multiply-add; it rounds differently from x / 255 by an ulp)."""
+        return torch.addcmul(self._shift, X, self._scale_counts, out=X)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean, "std": self.std}

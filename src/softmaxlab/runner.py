@@ -160,8 +160,8 @@ class Session:
             state = np.random.SeedSequence([self.config.seed, epoch, 1]).generate_state(1)[0]
             gen = torch.Generator().manual_seed(int(state))
         standardizer = self.standardizer
-        if gen is None and standardizer is None:
-            return None
+        if gen is None:  # None, or the Standardizer (callable, and fast.FastSGD folds it in)
+            return standardizer
 
         def prepare(X: torch.Tensor) -> torch.Tensor:
             if gen is not None:
