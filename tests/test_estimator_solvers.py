@@ -17,7 +17,7 @@ from softmaxlab import estimator as est
 from softmaxlab.config import RECIPES, TrainConfig, lr_at
 from softmaxlab.estimator import SoftmaxRegression, _loss_and_grad, _tensor
 from softmaxlab.fast import FastSGD
-from softmaxlab.models import objective
+from softmaxlab.models import flat_objective, objective
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -86,10 +86,10 @@ def test_lbfgs_minimises_the_core_objective(monkeypatch):
     calls = []
 
     def counting(*args, **kwargs):
-        calls.append(args[2])  # X
-        return objective(*args, **kwargs)
+        calls.append(args[1])  # X
+        return flat_objective(*args, **kwargs)
 
-    monkeypatch.setattr(est, "objective", counting)
+    monkeypatch.setattr(est, "flat_objective", counting)
     X, y = blobs(300)
     clf = SoftmaxRegression(solver="lbfgs", tol=1e-8, max_iter=500).fit(X, y)
     assert len(calls) > clf.n_iter_ >= 1
@@ -103,11 +103,11 @@ def test_lbfgs_minimises_the_core_objective(monkeypatch):
 def test_lbfgs_reads_float64_data_in_place(monkeypatch, order):
     seen = []
 
-    def spying(W, b, X, *args, **kwargs):
+    def spying(theta, X, *args, **kwargs):
         seen.append(X.data_ptr())
-        return objective(W, b, X, *args, **kwargs)
+        return flat_objective(theta, X, *args, **kwargs)
 
-    monkeypatch.setattr(est, "objective", spying)
+    monkeypatch.setattr(est, "flat_objective", spying)
     X, y = blobs(300)
     X = np.asarray(X, order=order)
     SoftmaxRegression(solver="lbfgs").fit(X, y)
@@ -189,9 +189,9 @@ def test_small_problems_run_on_one_thread_and_start_no_threads(monkeypatch, digi
     def spying(*args, **kwargs):
         # torch's threads, and numpy's and scipy's BLAS threads (scipy's L-BFGS-B steps)
         seen.append((torch.get_num_threads(), blas_threads()))
-        return objective(*args, **kwargs)
+        return flat_objective(*args, **kwargs)
 
-    monkeypatch.setattr(est, "objective", spying)
+    monkeypatch.setattr(est, "flat_objective", spying)
     threads, blas_before = torch.get_num_threads(), blas_threads()
     torch.set_num_threads(2)
     try:

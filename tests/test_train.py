@@ -14,6 +14,7 @@ from softmaxlab.fast import LOSSES_T, FastSGD, ScoreStore
 from softmaxlab.models import (
     ScratchSoftmaxRegression,
     create_model,
+    flat_objective,
     init_params,
     objective,
     weights,
@@ -150,6 +151,30 @@ def test_objective_gradient_is_autograd():
         torch.testing.assert_close(value, want.detach())
         torch.testing.assert_close(dW, gW)
         torch.testing.assert_close(db, gb)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.3])
+def test_flat_objective_equals_the_objective(dtype, weighted, weight_decay):
+    """flat_objective (class-major, flat parameters) = objective with the CE loss: value and
+    gradient, with and without sample weights and weight decay."""
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(70, 9, generator=g, dtype=dtype)
+    y = torch.randint(0, 4, (70,), generator=g)
+    W, b = torch.randn(9, 4, generator=g, dtype=dtype), torch.randn(4, generator=g, dtype=dtype)
+    sw = None
+    if weighted:
+        sw = torch.rand(70, generator=g, dtype=dtype)
+        sw /= sw.sum()
+    theta = torch.cat([W.reshape(-1), b])
+    before = theta.clone()
+    value, grad = flat_objective(theta, X, y, weight_decay, sw)
+    want, dW, db = objective(W, b, X, y, LOSSES["ce"], weight_decay, sw)
+    assert torch.equal(theta, before) and grad.dtype == dtype and grad.shape == theta.shape
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {}
+    assert value == pytest.approx(float(want), rel=tol.get("rtol", 1e-12))
+    torch.testing.assert_close(grad, torch.cat([dW.reshape(-1), db]), **tol)
 
 
 # ----------------------------------------------------------------------------- same start, same end

