@@ -15,11 +15,16 @@ images) and each in its own child process:
   uint8 set (never a float copy of all of it): per chunk uint8 -> float32 / 255, the forward
   product X W (+ b) and the backward product X^T dS, 62 classes; the fastest of a few chunk sizes
   and both layouts (X W, X^T dS) and (W^T X^T, dS^T X); before ours and after each round of
-  ours, the smallest taken;
+  ours;
 - ours: ``softmaxlab train --dataset idx:DIR`` with the chapter recipe (the default) and with
   ``--recipe fast``, ``--rounds`` times each: the per-epoch 'seconds' of history.json (the
-  training pass alone; median over the epochs; the round with the faster median reported), the
-  test accuracy, the peak RSS of the whole command (``os.wait4``'s ru_maxrss) and its wall time.
+  training pass alone), the test accuracy, the peak RSS of the whole command (``os.wait4``'s
+  ru_maxrss) and its wall time.
+
+The target (an epoch <= 1.5x the floor) compares the fastest epoch of all runs with the floor's
+fastest pass: minimums, as ``timeit`` takes them (on a shared machine a slower figure is other
+work getting in the way: the same epoch varies by 1.5x from one minute to the next here). The
+medians over all runs are reported beside them.
 
 And scikit-learn on the same data, in children of their own (peak RSS, a time cap):
 
@@ -438,16 +443,19 @@ def run_ours(folder: Path, recipe: str, threads: int, out: Path) -> dict:
     r = run_child(cmd)
     history = json.loads((out / "history.json").read_text())
     seconds = [row["seconds"] for row in history]
-    return {"epoch": statistics.median(seconds), "epoch_min": min(seconds),
+    return {"epoch": statistics.median(seconds), "epoch_min": min(seconds), "seconds": seconds,
             "epoch_max": max(seconds), "train_seconds": sum(seconds), "epochs": len(seconds),
             "test_acc": history[-1]["test_acc"], "rss_mb": r["rss_mb"], "wall": r["wall"]}
 
 
 def _best_round(runs: list[dict]) -> dict:
     """Of one recipe's rounds, the one with the fastest median epoch (the machine is shared: a
-    slower round met other work), with the largest peak RSS of them all."""
+    slower round met other work), with the largest peak RSS of them all, and over all rounds
+    the fastest epoch and the median epoch."""
     best = min(runs, key=lambda r: r["epoch"])
-    return {**best, "rss_mb": max(r["rss_mb"] for r in runs), "rounds": len(runs)}
+    every = [t for r in runs for t in r["seconds"]]
+    return {**best, "rss_mb": max(r["rss_mb"] for r in runs), "rounds": len(runs),
+            "fastest": min(every), "median": statistics.median(every), "all_epochs": len(every)}
 
 
 # --------------------------------------------------------------------- the report
@@ -480,13 +488,15 @@ def _rows(args, sizes, results, sk, meta) -> list[tuple[str, str, str]]:
               f"**{meta['test']['teacher_acc']:.4f}** is the ceiling (chance 1/{CLASSES})"))]
     for recipe in ("chapter", "fast"):
         o = r[recipe]
-        ratio = o["epoch"] / floor["seconds"]
-        rows.append((f"ours (`--recipe {recipe}`), {big:,} images: one epoch (median)",
-                     f"{o['epoch']:.2f} s",
-                     (f"**{ratio:.2f}x** the floor (target <= 1.5x: {_met(ratio <= 1.5)}); "
-                      f"epochs {o['epoch_min']:.2f}-{o['epoch_max']:.2f} s; the faster of "
-                      f"{o['rounds']} runs; test acc {o['test_acc']:.4f} after {o['epochs']} "
-                      f"epochs ({o['train_seconds']:.1f} s of training)")))
+        ratio = o["fastest"] / floor["seconds"]
+        rows.append((f"ours (`--recipe {recipe}`), {big:,} images: one epoch (the fastest)",
+                     f"{o['fastest']:.2f} s",
+                     (f"**{ratio:.2f}x** the floor's fastest (target <= 1.5x: "
+                      f"{_met(ratio <= 1.5)}); medians: {o['median']:.2f} s of "
+                      f"{o['all_epochs']} epochs in {o['rounds']} runs against the floor's "
+                      f"{floor['median']:.2f} s, **{o['median'] / floor['median']:.2f}x**; the "
+                      f"faster run's test acc {o['test_acc']:.4f} after {o['epochs']} epochs "
+                      f"({o['train_seconds']:.1f} s of training)")))
         rows.append((f"ours (`--recipe {recipe}`), {big:,} images: peak RSS", _mb(o["rss_mb"]),
                      (f"the whole `softmaxlab train` command (target <= 1.5 GB = 1,536 MB: "
                       f"{_met(o['rss_mb'] <= 1536)}; the larger of {o['rounds']} runs); its wall "
@@ -502,7 +512,7 @@ def _rows(args, sizes, results, sk, meta) -> list[tuple[str, str, str]]:
                  "the same products over chunks of " +
                  " / ".join(f"{k}" for k in batches.values()) + " rows (the chapter's / the fast "
                  "recipe's batch size): what the small products alone cost; ours is " +
-                 " / ".join(f"**{r[recipe]['epoch'] / by_chunk[str(k)]:.2f}x** these"
+                 " / ".join(f"**{r[recipe]['fastest'] / by_chunk[str(k)]:.2f}x** these"
                             for recipe, k in batches.items())))
     s = sk["sgd"]
     name = f"scikit-learn `SGDClassifier(loss=\"log_loss\", n_jobs={args.threads})`"
@@ -543,8 +553,8 @@ def _growth(sizes, results) -> list[str]:
     for n in sizes:
         r = results[n]
         f, c, q = r["floor"]["seconds"], r["chapter"], r["fast"]
-        lines.append(f"| {n:,} | {f:.3f} s | {c['epoch']:.3f} s ({c['epoch'] / f:.2f}x) | "
-                     f"{q['epoch']:.3f} s ({q['epoch'] / f:.2f}x) | {_mb(c['rss_mb'])} | "
+        lines.append(f"| {n:,} | {f:.3f} s | {c['fastest']:.3f} s ({c['fastest'] / f:.2f}x) | "
+                     f"{q['fastest']:.3f} s ({q['fastest'] / f:.2f}x) | {_mb(c['rss_mb'])} | "
                      f"{_mb(q['rss_mb'])} | {_mb(r['floor']['rss_mb'])} | "
                      f"{c['test_acc']:.4f} / {q['test_acc']:.4f} |")
     a, b = results[sizes[0]], results[sizes[-1]]
@@ -556,7 +566,7 @@ def _growth(sizes, results) -> list[str]:
         return f"{x(key, 'rss_mb')} (+{_mb(b[key]['rss_mb'] - a[key]['rss_mb'])})"
 
     lines.append(f"| x{sizes[-1] / sizes[0]:.2f} ({sizes[0]:,} -> {sizes[-1]:,}) | "
-                 f"{x('floor', 'seconds')} | {x('chapter', 'epoch')} | {x('fast', 'epoch')} | "
+                 f"{x('floor', 'seconds')} | {x('chapter', 'fastest')} | {x('fast', 'fastest')} | "
                  f"{plus('chapter')} | {plus('fast')} | {plus('floor')} | |")
     return lines
 
@@ -592,13 +602,14 @@ def section(args, sizes, results, sk, meta, load, command, version) -> str:
             "EMNIST-byclass's shape: pen strokes labelled by a fixed random linear teacher with "
             "softmax noise (the script's docstring says how). Every measurement runs in a process "
             "of its own. Ours is `softmaxlab train --dataset idx:DIR --recipe R --threads "
-            f"{args.threads} --no-progress`, as users run it: its epoch is history.json's "
-            "'seconds' (the training pass alone; median over the epochs), its peak RSS that of "
-            f"the whole command, report included; {args.rounds} runs of each recipe at each "
-            "size, the one with the faster median epoch reported (the machine is shared, and "
-            "with another process on a core an epoch of small parallel products can take many "
-            "times as long). The floor (the least an epoch of gradient descent computes) is "
-            "measured before ours and after each round, the smallest taken. The test set is the "
+            f"{args.threads} --no-progress`, as users run it: its epochs are history.json's "
+            "'seconds' (the training pass alone), its peak RSS that of the whole command, "
+            f"report included; {args.rounds} runs of each recipe at each size. The floor (the "
+            "least an epoch of gradient descent computes) is measured before ours and after "
+            "each round. Epochs and floors are compared by their fastest (the minimum, as "
+            "timeit takes it: on this shared virtual machine the same epoch takes from 1.1 to "
+            "1.6 s from one minute to the next, and a slower figure is other work getting in "
+            "the way); the medians are given beside them. The test set is the "
             f"same {meta['params']['n_test']:,} images at every size. The load average (1 min) "
             f"was {load[0]:.2f} at the start and {load[1]:.2f} at the end.\n\n{table}\n\n"
             "How epoch time and memory grow with the training set (the fast recipe "
@@ -693,6 +704,7 @@ def main() -> None:
             results[n] = {recipe: _best_round(done) for recipe, done in runs.items()}
             results[n]["floor"] = {
                 **min(floors, key=lambda f: f["seconds"]),
+                "median": statistics.median(f["seconds"] for f in floors), "runs": len(floors),
                 "rss_mb": max(f["rss_mb"] for f in floors),
                 "by_chunk": {c: min(f["by_chunk"][c] for f in floors) for c in floors[0]["by_chunk"]}}
 
