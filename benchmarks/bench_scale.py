@@ -36,7 +36,7 @@ And scikit-learn on the same data, in children of their own (peak RSS, a time ca
 - ``LogisticRegression()`` (lbfgs, max_iter=100) on the first ``--logreg-n`` images as float32
   ``x / 255``, killed after ``--logreg-limit`` seconds.
 
-Usage: python benchmarks/bench_scale.py [--threads 2] [--rounds 2] [--data DIR] [--quick]
+Usage: python benchmarks/bench_scale.py [--threads 2] [--rounds 3] [--data DIR] [--quick]
 [--out BENCHMARKS.md] (or ``make bench-scale``). ``--quick``: 30,000 / 5,000 generated images,
 sizes 10,000 and 30,000, small caps (a smoke test). ``--profile chapter|fast``: instead, one
 epoch on the largest set under torch's profiler (printed). The data is generated once into
@@ -650,9 +650,9 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=_default_data(),
                    help="cache folder of the generated data (reused while its parameters match)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated data")
-    p.add_argument("--rounds", type=int, default=2,
-                   help="runs of ours per size and recipe, a floor after each (the round with "
-                        "the fastest median epoch is reported)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="runs of ours per size and recipe, a floor after each (the medians are "
+                        "over the epochs of all runs and over all floors)")
     p.add_argument("--sgd-budget", type=float, default=300.0,
                    help="seconds of SGDClassifier epochs (the epoch at the cap finishes)")
     p.add_argument("--logreg-n", type=int, default=60_000,
