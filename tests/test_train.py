@@ -124,6 +124,30 @@ def test_score_store_folds_its_blocks_into_the_epochs_sums(loss):
     assert empty.tolist() == [0.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("spread", [1.0, 200.0])
+def test_score_store_takes_the_cross_entropy_from_the_picked_probabilities(spread):
+    """picked=True: the loss sum from the kept p_y (-log p_y) equals the exact logsumexp - o_y;
+    a block where some p_y underflows (spread 200: p_y down to e^-400 = 0) is folded from its
+    scores instead, still finite and exact."""
+    value_t = LOSSES_T["ce"][0]
+    g = torch.Generator().manual_seed(3)
+    batches = [spread * torch.randn(4, k, generator=g) for k in (3, 3, 5, 2)]
+    labels = torch.randint(0, 4, (13,), generator=g)
+    store = ScoreStore(4, torch.float32, labels, value_t, block=6, picked=True)
+    done = 0
+    for b in batches:
+        k = b.shape[1]
+        store.next(k).copy_(b)
+        store.pick(torch.softmax(b, dim=0), labels[done:done + k].unsqueeze(0))
+        done += k
+    o_t = torch.cat(batches, dim=1)
+    want = value_t(o_t.double(), labels).sum()
+    got = store.totals()
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got[0], want, rtol=1e-5, atol=1e-4)
+    assert got[1] == (o_t.argmax(0) == labels).sum() and got[2] == 13
+
+
 def test_scratch_backward_is_autograd_of_the_loss():
     torch.manual_seed(0)
     model = ScratchSoftmaxRegression(*init_params(784, 10, seed=1))
