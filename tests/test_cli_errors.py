@@ -18,7 +18,7 @@ from softmaxlab.errors import EXIT_DIVERGED, EXIT_SIGINT, EXIT_SIGPIPE, EXIT_SIG
 # a bare ValueError raised deep inside training: in the tuned path's gradient of a batch
 BUG = """\
 from softmaxlab import fast
-def broken_grad(o_t, y):
+def broken_grad(o_t, y, *keep):
     raise ValueError("a bug deep inside training")
 fast.LOSSES_T["ce"] = (fast.LOSSES_T["ce"][0], broken_grad)
 """

@@ -138,7 +138,7 @@ def test_score_store_takes_the_cross_entropy_from_the_picked_probabilities(sprea
     for b in batches:
         k = b.shape[1]
         store.next(k).copy_(b)
-        store.pick(torch.softmax(b, dim=0), labels[done:done + k].unsqueeze(0))
+        store.pick(torch.softmax(b, dim=0), labels[done:done + k])
         done += k
     o_t = torch.cat(batches, dim=1)
     want = value_t(o_t.double(), labels).sum()

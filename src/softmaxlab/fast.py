@@ -131,9 +131,14 @@ def _minus_onehot_(grad: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return grad.scatter_add_(0, yi, minus_ones)
 
 
-def _ce_grad_t(o_t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``functional.cross_entropy_grad`` class-major: softmax(o) - onehot(y), two kernels."""
-    return _minus_onehot_(torch.softmax(o_t, dim=0), y)
+def _ce_grad_t(o_t: torch.Tensor, y: torch.Tensor,
+               keep: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """``functional.cross_entropy_grad`` class-major: softmax(o) - onehot(y), two kernels;
+    ``keep(p, y)`` sees the softmax p first (``ScoreStore.pick``)."""
+    p = torch.softmax(o_t, dim=0)
+    if keep is not None:
+        keep(p, y)
+    return _minus_onehot_(p, y)
 
 
 def _ce_value_t(o_t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -203,10 +208,10 @@ class ScoreStore:
         self.pieces.append(k)
         return view
 
-    def pick(self, p_t: torch.Tensor, y_row: torch.Tensor) -> None:
-        """Keep p_y of the last piece's examples: p_t (C, k) their softmax, y_row (1, k)."""
-        k = y_row.shape[1]
-        torch.gather(p_t, 0, y_row, out=self.picked.narrow(1, self.used - k, k))
+    def pick(self, p_t: torch.Tensor, y: torch.Tensor) -> None:
+        """Keep p_y of the last piece's examples: p_t (C, k) their softmax, y (k,) labels."""
+        k = y.shape[0]
+        torch.gather(p_t, 0, y.unsqueeze(0), out=self.picked.narrow(1, self.used - k, k))
 
     def _fold(self) -> None:
         C, start, i = self.num_classes, 0, 0
@@ -354,12 +359,7 @@ class FastSGD:
                 n = y.shape[0]  # this process's examples (len(tensor) is slow in this loop)
                 X2 = X.reshape(n, n_in)
                 o_t = torch.addmm(b_col, W_t, X2.t(), alpha=alpha, out=store.next(n))  # (C, n)
-                if ce:  # _ce_grad_t, keeping p_y before the one-hot is taken off
-                    p_t = torch.softmax(o_t, dim=0)
-                    store.pick(p_t, y.unsqueeze(0))
-                    step(X2, _minus_onehot_(p_t, y), k)
-                else:
-                    step(X2, grad_t(o_t, y), k)
+                step(X2, grad_t(o_t, y, store.pick) if ce else grad_t(o_t, y), k)
             sums = store.totals()
         if shard is not None:
             shard.all_reduce(sums)
